@@ -1,0 +1,123 @@
+"""Sets up the OTel SDK and the Sentry export path, from environment variables alone.
+
+Loaded by ``opentelemetry-instrument`` as the ``opentelemetry_configurator`` entry point, or
+called directly with :func:`configure` by programs that do not use the wrapper (tests,
+notebooks, an app that wants tracing without ``opentelemetry-instrument``).
+
+What it builds:
+
+* one ``TracerProvider`` with ONE sampling decision: ``OTEL_TRACES_SAMPLER`` if set, else a
+  parent-based ratio sampler at ``SENTRY_TRACES_SAMPLE_RATE`` (default 1.0). The Sentry side
+  never samples again, so an upstream ``sampled=0`` is never sent and ``sampled=1`` always is;
+* the Sentry export path chosen by ``WIDGETTRACE_SENTRY_MODE``: our span processor
+  (``processor``, the default; with no DSN it writes the local log), Sentry's OTLP endpoint
+  (``otlp``) or nothing (``off``);
+* the exporters named by ``OTEL_TRACES_EXPORTER`` (``otlp`` to a collector), as upstream;
+* the propagators: ``OTEL_PROPAGATORS`` if set, else W3C tracecontext + baggage + sentry-trace.
+
+A failure here is logged in one line and the application runs on without telemetry: the
+configurator never raises into ``opentelemetry-instrument``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKConfigurator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+    _get_from_env_or_default,
+)
+
+from widgettrace.instrumentation._config import Settings, get_settings
+from widgettrace.instrumentation._guard import logger
+
+__all__ = ["WidgetTraceConfigurator", "build_sampler", "configure", "is_configured"]
+
+_lock = threading.Lock()
+_configured = False
+
+
+def is_configured() -> bool:
+    """Whether widgettrace's configurator has set up this process."""
+    return _configured
+
+
+def build_sampler(settings: Settings) -> Sampler:
+    """The one sampler: standard OTel variables first, then SENTRY_TRACES_SAMPLE_RATE."""
+    if settings.traces_sampler is not None:
+        return _get_from_env_or_default()
+    if settings.traces_sample_rate is None or settings.traces_sample_rate >= 1.0:
+        return ParentBased(ALWAYS_ON)
+    return ParentBased(TraceIdRatioBased(settings.traces_sample_rate))
+
+
+def _export_processors(settings: Settings, resource: Resource) -> list[SpanProcessor]:
+    if settings.sentry_mode == "off":
+        return []
+    if settings.sentry_mode == "otlp":
+        from widgettrace.exporters.otlp import configure_otlp_mode
+
+        return list(configure_otlp_mode(settings, resource))
+    from widgettrace.exporters.sentry import configure_sentry
+
+    processor = configure_sentry(settings, resource)
+    return [] if processor is None else [processor]
+
+
+def _install_propagator(settings: Settings) -> None:
+    if settings.propagators is not None:
+        return  # the SDK already built the user's choice from OTEL_PROPAGATORS
+    from opentelemetry.propagate import set_global_textmap
+
+    from widgettrace.exporters.propagation import default_propagator
+
+    set_global_textmap(default_propagator())
+
+
+def configure(*, auto_instrumentation_version: str | None = None) -> bool:
+    """Set up tracing and Sentry export for this process; returns whether it did.
+
+    Idempotent: a second call does nothing. Never raises.
+    """
+    global _configured
+    with _lock:
+        if _configured:
+            return True
+        settings = get_settings()
+        if settings.sdk_disabled:
+            logger.info("widgettrace: OTEL_SDK_DISABLED is true; telemetry is off")
+            return False
+        try:
+            resource_attributes: dict[str, Any] = {}
+            if auto_instrumentation_version:
+                resource_attributes["telemetry.auto.version"] = auto_instrumentation_version
+            resource = Resource.create(resource_attributes)
+            processors = _export_processors(settings, resource)
+            _initialize_components(
+                auto_instrumentation_version=auto_instrumentation_version,
+                sampler=build_sampler(settings),
+                resource_attributes=resource_attributes,
+                span_processors=processors,
+            )
+            _install_propagator(settings)
+        except Exception:
+            logger.exception(
+                "widgettrace: setting up telemetry failed; the application runs without it"
+            )
+            return False
+        _configured = True
+        return True
+
+
+class WidgetTraceConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
+    """The ``opentelemetry_configurator`` entry point."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        configure(auto_instrumentation_version=kwargs.get("auto_instrumentation_version"))
