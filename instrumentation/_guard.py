@@ -72,9 +72,7 @@ def internal_errors(where: str) -> Iterator[None]:
         _report(where, exc)
 
 
-def guarded(
-    where: str, default: _R
-) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+def guarded(where: str, default: _R) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """Decorate telemetry-only functions: on an internal error, report it and return ``default``."""
 
     def decorate(func: Callable[_P, _R]) -> Callable[_P, _R]:

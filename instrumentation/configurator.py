@@ -38,15 +38,27 @@ from opentelemetry.sdk.trace.sampling import (
 from widgettrace.instrumentation._config import Settings, get_settings
 from widgettrace.instrumentation._guard import logger
 
-__all__ = ["WidgetTraceConfigurator", "build_sampler", "configure", "is_configured"]
+__all__ = [
+    "WidgetTraceConfigurator",
+    "build_sampler",
+    "configure",
+    "is_configured",
+    "was_attempted",
+]
 
 _lock = threading.Lock()
 _configured = False
+_attempted = False
 
 
 def is_configured() -> bool:
     """Whether widgettrace's configurator has set up this process."""
     return _configured
+
+
+def was_attempted() -> bool:
+    """Whether widgettrace's configurator ran at all (it may have failed, and said so)."""
+    return _attempted
 
 
 def build_sampler(settings: Settings) -> Sampler:
@@ -86,8 +98,9 @@ def configure(*, auto_instrumentation_version: str | None = None) -> bool:
 
     Idempotent: a second call does nothing. Never raises.
     """
-    global _configured
+    global _configured, _attempted
     with _lock:
+        _attempted = True
         if _configured:
             return True
         settings = get_settings()
@@ -116,7 +129,7 @@ def configure(*, auto_instrumentation_version: str | None = None) -> bool:
         return True
 
 
-class WidgetTraceConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
+class WidgetTraceConfigurator(_OTelSDKConfigurator):
     """The ``opentelemetry_configurator`` entry point."""
 
     def _configure(self, **kwargs: Any) -> None:

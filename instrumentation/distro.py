@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
+# Upstream marks distro.py `# type: ignore` as a whole, so mypy sees no names in it.
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 from widgettrace.instrumentation._config import get_settings
 from widgettrace.instrumentation._guard import logger
 
-__all__ = ["WidgetTraceDistro"]
+__all__ = ["WidgetTraceDistro", "check_setup"]
 
 _FASTAPI = "fastapi"
 
@@ -51,3 +52,24 @@ class WidgetTraceDistro(BaseDistro):  # type: ignore[misc]
                 "widgettrace: instrumenting %s failed; skipping it, the rest still loads",
                 entry_point.name,
             )
+
+
+def check_setup() -> None:
+    """``opentelemetry_post_instrument`` hook: never a silent run without widgettrace.
+
+    If another distro's configurator set up the SDK instead of ours (several are installed and
+    the first entry point found won), nothing would reach Sentry or the local log and nobody
+    would know. Say so in one line, with what to set.
+    """
+    try:
+        from widgettrace.instrumentation.configurator import was_attempted
+
+        if get_settings().sdk_disabled or was_attempted():
+            return
+        logger.warning(
+            "widgettrace: another OpenTelemetry configurator set up this process, so nothing "
+            "reaches Sentry or the local log; set OTEL_PYTHON_DISTRO=widgettrace and "
+            "OTEL_PYTHON_CONFIGURATOR=widgettrace to use widgettrace"
+        )
+    except Exception:  # a check must never break start-up
+        logger.debug("widgettrace: setup check failed", exc_info=True)

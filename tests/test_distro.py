@@ -126,3 +126,25 @@ def test_ours_wins_when_opentelemetry_distro_is_installed_too(tmp_path: Path) ->
     data = probe(run_instrumented(tmp_path, env))
     assert data["configured"] is True
     assert data["requests"] is True
+
+
+def test_told_in_one_line_when_another_configurator_wins(tmp_path: Path) -> None:
+    if not (OTHER_DISTRO / "opentelemetry" / "distro").is_dir():
+        pytest.fail(f"scripts/test.sh installs opentelemetry-distro into {OTHER_DISTRO}")
+    env = {
+        "PYTHONPATH": str(OTHER_DISTRO),
+        "OTEL_PYTHON_DISTRO": "distro",
+        "OTEL_PYTHON_CONFIGURATOR": "configurator",
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    result = run_instrumented(tmp_path, env)
+    data = probe(result)
+    assert data["configured"] is False
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if "OTEL_PYTHON_CONFIGURATOR=widgettrace" in line
+    ]
+    assert len(lines) == 1, result.stderr
