@@ -84,13 +84,14 @@ def _export_processors(settings: Settings, resource: Resource) -> list[SpanProce
 
 
 def _install_propagator(settings: Settings) -> None:
-    if settings.propagators is not None:
-        return  # the SDK already built the user's choice from OTEL_PROPAGATORS
+    # Always ours, even when OTEL_PROPAGATORS is set: sentry-sdk registers an entry point named
+    # `sentry` too (whose inject needs its deprecated processor), so which one the API loaded
+    # depends on install order; ours also writes one merged `baggage` header.
     from opentelemetry.propagate import set_global_textmap
 
-    from widgettrace.exporters.propagation import default_propagator
+    from widgettrace.exporters.propagation import build_propagator
 
-    set_global_textmap(default_propagator())
+    set_global_textmap(build_propagator(settings.propagators))
 
 
 def configure(*, auto_instrumentation_version: str | None = None) -> bool:

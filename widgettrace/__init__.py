@@ -1,6 +1,97 @@
-"""widgettrace: OpenTelemetry-based observability for widget platforms (placeholder, filled at integration)."""
+"""widgettrace: OpenTelemetry-based observability for widget platforms built on agents and MCP.
 
-from __future__ import annotations
+Zero-code: ``opentelemetry-instrument python app.py`` traces FastAPI, ``requests``, MCP and the
+functions named in ``WIDGETTRACE_TRACE_FUNCTIONS``, and sends errors and transactions to Sentry
+(``SENTRY_DSN``) or, with no DSN, to the local log that ``widgettrace tail`` reads back.
 
-__all__: list[str] = []
+This module is the whole public API, vendor-neutral (application code never imports
+``sentry_sdk``):
+
+* spans for hot paths: :func:`span` (decorator and context manager) and the typed helpers
+  :func:`discovery_span`, :func:`conversion_span`, :func:`registry_span`,
+  :func:`iteration_span`, :func:`agent_block_span`, :func:`llm_call_span`, :func:`tool_span`,
+  :func:`record_llm_usage`;
+* what Sentry users reach for: :func:`set_user`, :func:`set_tag`, :func:`set_context`,
+  :func:`add_breadcrumb`, :func:`capture_message`, :func:`capture_exception`;
+* :func:`configure` for programs not started by ``opentelemetry-instrument``.
+
+Names are imported on first use, so ``import widgettrace`` (and the CLI) stays fast.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "add_breadcrumb": "widgettrace.instrumentation.scope",
+    "agent_block_span": "widgettrace.instrumentation.api",
+    "capture_exception": "widgettrace.instrumentation.scope",
+    "capture_message": "widgettrace.instrumentation.scope",
+    "configure": "widgettrace.instrumentation.configurator",
+    "conversion_span": "widgettrace.instrumentation.api",
+    "discovery_span": "widgettrace.instrumentation.api",
+    "iteration_span": "widgettrace.instrumentation.api",
+    "llm_call_span": "widgettrace.instrumentation.api",
+    "record_llm_usage": "widgettrace.instrumentation.api",
+    "registry_span": "widgettrace.instrumentation.api",
+    "set_context": "widgettrace.instrumentation.scope",
+    "set_tag": "widgettrace.instrumentation.scope",
+    "set_user": "widgettrace.instrumentation.scope",
+    "span": "widgettrace.instrumentation.api",
+    "tool_span": "widgettrace.instrumentation.api",
+}
+
+__all__ = [
+    "add_breadcrumb",
+    "agent_block_span",
+    "capture_exception",
+    "capture_message",
+    "configure",
+    "conversion_span",
+    "discovery_span",
+    "iteration_span",
+    "llm_call_span",
+    "record_llm_usage",
+    "registry_span",
+    "set_context",
+    "set_tag",
+    "set_user",
+    "span",
+    "tool_span",
+]
+
+if TYPE_CHECKING:
+    from widgettrace.instrumentation.api import (
+        agent_block_span,
+        conversion_span,
+        discovery_span,
+        iteration_span,
+        llm_call_span,
+        record_llm_usage,
+        registry_span,
+        span,
+        tool_span,
+    )
+    from widgettrace.instrumentation.configurator import configure
+    from widgettrace.instrumentation.scope import (
+        add_breadcrumb,
+        capture_exception,
+        capture_message,
+        set_context,
+        set_tag,
+        set_user,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'widgettrace' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, "__version__"})

@@ -1,0 +1,195 @@
+"""The local log file itself: where it lives, how lines are appended, how it rotates.
+
+Standard library only, so the ``widgettrace`` CLI can share the path rules without importing
+``sentry_sdk``. :class:`~widgettrace.exporters.locallog.LocalLogTransport` owns one
+:class:`LogFileWriter` and calls :meth:`LogFileWriter.write_line` from its background worker.
+
+Rules that keep every line whole when several processes (or several writers in one process)
+append to the same file:
+
+* The file is opened with ``O_APPEND`` and each line goes out in ONE ``os.write`` call, so the
+  kernel places it at the end of the file in one piece.
+* Rotation (``sentry.log`` -> ``sentry.log.1`` -> ``.2`` ...) happens under ``fcntl.flock`` on a
+  side file ``sentry.log.lock``, and the size is re-checked under the lock, so two processes never
+  both rotate. The lock file is opened per rotation (rare), never kept open, because a ``flock``
+  belongs to the open file description, which a forked child would otherwise share.
+* Before each write the writer compares the inode behind the path with the inode of its open
+  descriptor; when another process has rotated, it reopens, so it never keeps writing to a file
+  that has been renamed away (and might later be deleted).
+
+Usage::
+
+    writer = LogFileWriter("/var/log/app/sentry.log", max_bytes=10 << 20, backups=3)
+    writer.write_line(b'{"event_id": "..."}')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+try:  # POSIX only; without it rotation still works, just without the cross-process lock.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "LOG_PATH_ENV",
+    "LogFileWriter",
+    "fallback_log_path",
+    "probe_writable",
+    "rotated_paths",
+]
+
+#: The variable that names the local log (documented in the configuration table).
+LOG_PATH_ENV = "WIDGETTRACE_LOG_PATH"
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_FILE_MODE = 0o644
+
+
+def fallback_log_path() -> Path:
+    """The per-user log used when the configured path cannot be written.
+
+    ``<tempdir>/widgettrace-<uid>/sentry.log``: one directory per user so two users on one
+    machine never share (or fight over) a file.
+    """
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    return Path(tempfile.gettempdir()) / f"widgettrace-{uid}" / "sentry.log"
+
+
+def rotated_paths(path: Path, backups: int) -> list[Path]:
+    """``[path.1, path.2, ...]`` up to ``backups``, newest first."""
+    return [path.with_name(f"{path.name}.{i}") for i in range(1, backups + 1)]
+
+
+def _ensure_private_dir(directory: Path) -> None:
+    """Create ``directory`` (0700) and refuse one that another user could have planted."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(f"{directory} is not a real directory")
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise PermissionError(f"{directory} belongs to another user")
+
+
+def probe_writable(path: Path, *, private_dir: bool = False) -> None:
+    """Create the parent directories and open ``path`` for appending; raise ``OSError`` if not."""
+    if private_dir:
+        _ensure_private_dir(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, _OPEN_FLAGS, _FILE_MODE)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(f"{path} is not a regular file")
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock
+
+
+class LogFileWriter:
+    """Appends whole lines to one size-capped, rotating file; safe across processes.
+
+    Thread-safe as well (a lock serialises this instance's writes), but meant to be driven by
+    one background worker. Raises ``OSError`` on a failed write; the caller decides what a
+    failure means (the transport counts it as a lost event).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int, backups: int) -> None:
+        self.path = Path(os.path.abspath(path))
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        #: How many times this writer rotated the file (for tests and diagnostics).
+        self.rotations = 0
+
+    def write_line(self, data: bytes) -> None:
+        """Append ``data`` plus a newline as one line (``data`` must not contain newlines)."""
+        line = data + b"\n"
+        with self._lock:
+            fd = self._current_fd()
+            if os.fstat(fd).st_size + len(line) > self.max_bytes:
+                fd = self._rotate_if_needed(len(line))
+            self._write_all(fd, line)
+
+    def close(self) -> None:
+        """Close the descriptor; the next write reopens it."""
+        with self._lock:
+            self._close()
+
+    # --- internals (called with self._lock held) ----------------------------------------------
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def _open(self) -> int:
+        self._close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
+        return self._fd
+
+    def _current_fd(self) -> int:
+        """Our descriptor, reopened when the path now names another file (rotated elsewhere)."""
+        fd = self._fd
+        if fd is None:
+            return self._open()
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return self._open()
+        mine = os.fstat(fd)
+        if (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev):
+            return self._open()
+        return fd
+
+    def _rotate_if_needed(self, incoming: int) -> int:
+        with _locked(self._lock_path):
+            # Another process may have rotated while we waited for the lock: decide again on
+            # what the path names now, not on our possibly stale descriptor.
+            fd = self._current_fd()
+            size = os.fstat(fd).st_size
+            if size == 0 or size + incoming <= self.max_bytes:
+                return fd  # empty file: a line bigger than max_bytes still has to go somewhere
+            self._close()
+            backups = rotated_paths(self.path, self.backups)
+            if backups:
+                # Oldest first, so each rename lands on a name already moved away.
+                for i in range(len(backups) - 1, 0, -1):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(backups[i - 1], backups[i])
+                os.replace(self.path, backups[0])
+            else:
+                os.unlink(self.path)
+            self.rotations += 1
+            return self._open()
+
+    @staticmethod
+    def _write_all(fd: int, line: bytes) -> None:
+        written = os.write(fd, line)
+        # A short write only happens when the disk is full or a signal interrupts a huge write;
+        # finishing the line is better than leaving half of it.
+        while written < len(line):
+            written += os.write(fd, line[written:])
