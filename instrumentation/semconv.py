@@ -25,6 +25,17 @@ SERVER_PORT: Final = "server.port"
 CLIENT_ADDRESS: Final = "client.address"
 CLIENT_PORT: Final = "client.port"
 ERROR_TYPE: Final = "error.type"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
+MCP_CLIENT_OPERATION_DURATION: Final = "mcp.client.operation.duration"
+MCP_SERVER_OPERATION_DURATION: Final = "mcp.server.operation.duration"
+MCP_CLIENT_SESSION_DURATION: Final = "mcp.client.session.duration"
+MCP_SERVER_SESSION_DURATION: Final = "mcp.server.session.duration"
+# Ours (no convention yet): a notifications/progress becomes an event on the request's span.
+MCP_PROGRESS_EVENT: Final = "mcp.progress"
+MCP_PROGRESS_VALUE: Final = "mcp.progress.value"
+MCP_PROGRESS_TOTAL: Final = "mcp.progress.total"
+MCP_PROGRESS_MESSAGE: Final = "mcp.progress.message"
 
 # --- GenAI (semantic-conventions-genai) ------------------------------------------------------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
@@ -63,5 +74,95 @@ EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
 EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 
+# --- Sentry mapping (scope API and span processor) ---------------------------------------------
+# HTTP and DB, current and old conventions (the processor reads both).
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_METHOD_OLD: Final = "http.method"
+HTTP_ROUTE: Final = "http.route"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+HTTP_STATUS_CODE_OLD: Final = "http.status_code"
+HTTP_TARGET_OLD: Final = "http.target"
+HTTP_URL_OLD: Final = "http.url"
+URL_FULL: Final = "url.full"
+URL_PATH: Final = "url.path"
+NET_PEER_NAME_OLD: Final = "net.peer.name"
+DB_SYSTEM_NAME: Final = "db.system.name"
+DB_SYSTEM_OLD: Final = "db.system"
+DB_QUERY_TEXT: Final = "db.query.text"
+DB_STATEMENT_OLD: Final = "db.statement"
+MESSAGING_SYSTEM: Final = "messaging.system"
+RPC_SYSTEM: Final = "rpc.system"
+SERVICE_NAME: Final = "service.name"
+SERVICE_VERSION: Final = "service.version"
+DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"
+DEPLOYMENT_ENVIRONMENT_OLD: Final = "deployment.environment"
+# scope API (widgettrace.instrumentation.scope): tags, contexts, breadcrumbs, messages.
+WIDGET_TAG_PREFIX: Final = "widget.tag."
+WIDGET_CONTEXT_PREFIX: Final = "widget.context."
+BREADCRUMB_EVENT: Final = "breadcrumb"
+BREADCRUMB_MESSAGE: Final = "breadcrumb.message"
+BREADCRUMB_CATEGORY: Final = "breadcrumb.category"
+BREADCRUMB_LEVEL: Final = "breadcrumb.level"
+BREADCRUMB_TYPE: Final = "breadcrumb.type"
+BREADCRUMB_DATA_PREFIX: Final = "breadcrumb.data."
+MESSAGE_EVENT: Final = "message"
+MESSAGE_TEXT: Final = "message.text"
+MESSAGE_LEVEL: Final = "message.level"
+
 # --- widgettrace's own (widget.*) --------------------------------------------------------------
 # Section owned by the domain-tracing work; each name documented in the README.
+# Standard code attribute set on function spans (OTel code.* conventions).
+CODE_FUNCTION_NAME: Final = "code.function.name"
+
+#: The operation kind of a widgettrace span; the Sentry processor maps it onto the span's op.
+WIDGET_OP: Final = "widget.op"
+#: How a discovery, conversion, registry, iteration, block, LLM or tool step ended:
+#: "success" or "failure" (set automatically on exit unless the code set it, e.g. "partial").
+WIDGET_OUTCOME: Final = "widget.outcome"
+
+# Discovery (search model hubs and Git repositories for widgets).
+WIDGET_DISCOVERY_SOURCE: Final = "widget.discovery.source"
+WIDGET_DISCOVERY_QUERY: Final = "widget.discovery.query"
+WIDGET_DISCOVERY_WIDGETS_FOUND: Final = "widget.discovery.widgets_found"
+WIDGET_DISCOVERY_REPOSITORIES_SCANNED: Final = "widget.discovery.repositories_scanned"
+
+# Conversion (parse, validate, infer, write) of one widget.
+WIDGET_ID: Final = "widget.id"
+WIDGET_TYPE: Final = "widget.type"
+WIDGET_CONVERSION_STAGE: Final = "widget.conversion.stage"
+
+# Registry operations.
+WIDGET_REGISTRY_OPERATION: Final = "widget.registry.operation"
+WIDGET_REGISTRY_NAME: Final = "widget.registry.name"
+
+# Cascade orchestrator.
+WIDGET_ITERATION_NUMBER: Final = "widget.iteration.number"
+WIDGET_CASCADE_NAME: Final = "widget.cascade.name"
+
+# Roll-ups written by the API on agent-block and iteration spans (and, as widget.trace.*, on the
+# span the outermost orchestrator span started under). Per-call cost stays in gen_ai.cost.* on
+# the LLM span only: Sentry reads it per span, so an aggregate over spans never counts it twice.
+WIDGET_COST_USD: Final = "widget.cost.usd"
+WIDGET_COST_UNPRICED_CALLS: Final = "widget.cost.unpriced_calls"
+WIDGET_USAGE_INPUT_TOKENS: Final = "widget.usage.input_tokens"
+WIDGET_USAGE_OUTPUT_TOKENS: Final = "widget.usage.output_tokens"
+WIDGET_LLM_CALLS: Final = "widget.llm.calls"
+WIDGET_TRACE_COST_USD: Final = "widget.trace.cost.usd"
+WIDGET_TRACE_COST_UNPRICED_CALLS: Final = "widget.trace.cost.unpriced_calls"
+WIDGET_TRACE_USAGE_INPUT_TOKENS: Final = "widget.trace.usage.input_tokens"
+WIDGET_TRACE_USAGE_OUTPUT_TOKENS: Final = "widget.trace.usage.output_tokens"
+WIDGET_TRACE_LLM_CALLS: Final = "widget.trace.llm.calls"
+
+# Values of widget.op.
+WIDGET_OP_FUNCTION: Final = "function"
+WIDGET_OP_DISCOVERY: Final = "widget.discovery"
+WIDGET_OP_CONVERSION: Final = "widget.conversion"
+WIDGET_OP_REGISTRY: Final = "widget.registry"
+WIDGET_OP_ITERATION: Final = "widget.iteration"
+WIDGET_OP_INVOKE_AGENT: Final = "gen_ai.invoke_agent"
+WIDGET_OP_CHAT: Final = "gen_ai.chat"
+WIDGET_OP_EXECUTE_TOOL: Final = "gen_ai.execute_tool"
+
+# Values of widget.outcome.
+WIDGET_OUTCOME_SUCCESS: Final = "success"
+WIDGET_OUTCOME_FAILURE: Final = "failure"
