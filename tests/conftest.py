@@ -13,6 +13,9 @@ from widgettrace.instrumentation._guard import set_internal_error_hook
 # tests/ holds helper packages (receivers, peers); make them importable by name.
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Real receivers: SentryReceiver (ours, checked by sentry-relay), Bugsink and Spotlight.
+pytest_plugins = ["receivers.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def fail_on_internal_errors(request: pytest.FixtureRequest) -> Iterator[list[BaseException]]:
