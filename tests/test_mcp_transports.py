@@ -1,0 +1,196 @@
+"""MCP tracing over every transport, with real client/server pairs.
+
+Each test runs the demo server (tests/mcp_servers/widgets.py) behind one transport and checks the
+CLIENT span on the caller, the SERVER span on the callee, that the server span is the client
+span's child (context carried in ``params._meta``), the transport attributes, and that mcp's
+built-in tracing emitted nothing (it is replaced, not duplicated).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_servers.fixtures import Tracing, by_name, tracing
+from mcp_servers.spans_file import read_spans, span_dict
+from mcp_servers.uvicorn_thread import serve
+from mcp_servers.widgets import CALLBACKS, build_server
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.trace import SpanKind
+
+__all__ = ["tracing"]
+
+SERVER_SCRIPT = Path(__file__).parent / "mcp_servers" / "stdio_server.py"
+
+
+def _no_builtin(spans: list[dict[str, Any]]) -> None:
+    assert not [s for s in spans if s["scope"] == "mcp-python-sdk" or s["name"].startswith("MCP ")]
+
+
+def _pair(spans: list[dict[str, Any]], name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    clients = [s for s in spans if s["name"] == name and s["kind"] == "CLIENT"]
+    servers = [s for s in spans if s["name"] == name and s["kind"] == "SERVER"]
+    assert len(clients) == 1, (name, clients)
+    assert len(servers) == 1, (name, servers)
+    client, server = clients[0], servers[0]
+    assert server["trace_id"] == client["trace_id"]
+    assert server["parent_id"] == client["span_id"]
+    return client, server
+
+
+def _tool_call_attrs(span: dict[str, Any], request_id: str | None = None) -> None:
+    attrs = span["attributes"]
+    assert attrs["mcp.method.name"] == "tools/call"
+    assert attrs["gen_ai.tool.name"] == "add"
+    assert attrs["gen_ai.operation.name"] == "execute_tool"
+    assert attrs["jsonrpc.request.id"]
+    if request_id is not None:
+        assert attrs["jsonrpc.request.id"] == request_id
+    assert "error.type" not in attrs
+    assert span["status"] == "UNSET"
+
+
+def test_stdio_subprocess(tracing: Tracing, tmp_path: Path) -> None:
+    spans_path = tmp_path / "server-spans.jsonl"
+    env = {**os.environ, "WIDGETTRACE_TEST_SPANS": str(spans_path)}
+    params = StdioServerParameters(command=sys.executable, args=[str(SERVER_SCRIPT)], env=env)
+
+    async def main() -> None:
+        async with Client(params, mode="legacy", **CALLBACKS) as client:
+            assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {
+                "result": 5
+            }
+            assert (await client.call_tool("ask_llm", {})).structured_content == {
+                "result": "sampled"
+            }
+
+    anyio.run(main)
+    client_spans = [span_dict(s) for s in tracing.spans()]
+    server_spans = read_spans(spans_path)
+    spans = client_spans + server_spans
+    _no_builtin(spans)
+    client, server = _pair(spans, "tools/call add")
+    _tool_call_attrs(client)
+    _tool_call_attrs(server, client["attributes"]["jsonrpc.request.id"])
+    for span in (client, server):
+        assert span["attributes"]["network.transport"] == "pipe"
+        assert span["attributes"]["mcp.protocol.version"] == "2025-11-25"
+        assert "mcp.session.id" not in span["attributes"]  # stdio has no sessions
+        assert "server.address" not in span["attributes"]
+    _pair(spans, "initialize")
+    _pair(spans, "notifications/initialized")
+    # Server-to-client sampling: CLIENT span in the server process, SERVER span in ours,
+    # nested under the server's tools/call span.
+    _, ask_server = _pair(spans, "tools/call ask_llm")
+    sample_client, sample_server = _pair(spans, "sampling/createMessage")
+    assert sample_client in server_spans and sample_server in client_spans
+    assert sample_client["parent_id"] == ask_server["span_id"]
+    assert sample_server["attributes"]["network.transport"] == "pipe"
+
+
+def test_streamable_http_under_uvicorn(tracing: Tracing) -> None:
+    server = build_server()
+    app = OpenTelemetryMiddleware(server.streamable_http_app(), tracer_provider=tracing.provider)
+
+    async def main(url: str) -> None:
+        async with Client(f"{url}/mcp", mode="legacy", **CALLBACKS) as client:
+            assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {
+                "result": 5
+            }
+            assert (await client.call_tool("roots", {})).structured_content == {"result": 1}
+
+    with serve(app) as url:
+        anyio.run(main, url)
+        port = int(url.rsplit(":", 1)[1])
+    spans = [span_dict(s) for s in tracing.spans()]
+    _no_builtin(spans)
+    client, server_span = _pair(spans, "tools/call add")
+    _tool_call_attrs(client)
+    _tool_call_attrs(server_span, client["attributes"]["jsonrpc.request.id"])
+    for span in (client, server_span):
+        attrs = span["attributes"]
+        assert attrs["network.transport"] == "tcp"
+        assert attrs["network.protocol.name"] == "http"
+        assert attrs["mcp.protocol.version"] == "2025-11-25"
+    assert client["attributes"]["server.address"] == "127.0.0.1"
+    assert client["attributes"]["server.port"] == port
+    assert server_span["attributes"]["client.address"] == "127.0.0.1"
+    assert isinstance(server_span["attributes"]["client.port"], int)
+    session = server_span["attributes"]["mcp.session.id"]
+    assert session and client["attributes"]["mcp.session.id"] == session
+    # The MCP server span is a child of the MCP client span and links the HTTP server span.
+    http_spans = [s for s in spans if s["scope"] and "asgi" in s["scope"] and s["kind"] == "SERVER"]
+    assert server_span["links"] and server_span["links"][0] in {s["span_id"] for s in http_spans}
+    roots_client, roots_server = _pair(spans, "roots/list")
+    assert roots_client["attributes"]["network.transport"] == "tcp"
+    assert roots_server["attributes"]["mcp.session.id"] == session
+
+
+def test_sse_under_uvicorn(tracing: Tracing) -> None:
+    server = build_server()
+
+    async def main(url: str) -> None:
+        async with Client(sse_client(f"{url}/sse"), mode="legacy", **CALLBACKS) as client:
+            assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {
+                "result": 5
+            }
+
+    with serve(server.sse_app()) as url:
+        anyio.run(main, url)
+    spans = [span_dict(s) for s in tracing.spans()]
+    _no_builtin(spans)
+    client, server_span = _pair(spans, "tools/call add")
+    _tool_call_attrs(server_span, client["attributes"]["jsonrpc.request.id"])
+    for span in (client, server_span):
+        assert span["attributes"]["network.transport"] == "tcp"
+        assert span["attributes"]["network.protocol.name"] == "http"
+    assert client["attributes"]["server.address"] == "127.0.0.1"
+    assert server_span["attributes"]["client.address"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_in_process(tracing: Tracing, mode: str) -> None:
+    """auto: the DirectDispatcher (no JSON-RPC, modern protocol); legacy: memory streams."""
+
+    async def main() -> None:
+        async with Client(build_server(), mode=mode) as client:
+            assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {
+                "result": 5
+            }
+
+    anyio.run(main)
+    spans = [span_dict(s) for s in tracing.spans()]
+    _no_builtin(spans)
+    client, server_span = _pair(spans, "tools/call add")
+    _tool_call_attrs(client)
+    _tool_call_attrs(server_span, client["attributes"]["jsonrpc.request.id"])
+    version = "2026-07-28" if mode == "auto" else "2025-11-25"
+    for span in (client, server_span):
+        assert span["attributes"]["network.transport"] == "inproc"
+        assert span["attributes"]["mcp.protocol.version"] == version
+        assert "mcp.session.id" not in span["attributes"]
+    raw = by_name(tracing.spans(), "tools/call add", "CLIENT")[0]
+    assert raw.kind is SpanKind.CLIENT
+
+
+def test_streamable_http_client_directly(tracing: Tracing) -> None:
+    """The transport function used directly (not through ``Client(url)``) is recognised too."""
+    server = build_server()
+
+    async def main(url: str) -> None:
+        async with Client(streamable_http_client(f"{url}/mcp"), mode="legacy") as client:
+            await client.list_tools()
+
+    with serve(server.streamable_http_app()) as url:
+        anyio.run(main, url)
+    spans = [span_dict(s) for s in tracing.spans()]
+    client, server_span = _pair(spans, "tools/list")
+    assert client["attributes"]["network.transport"] == "tcp"
+    assert client["attributes"]["mcp.session.id"] == server_span["attributes"]["mcp.session.id"]
