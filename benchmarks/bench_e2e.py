@@ -8,17 +8,17 @@ and transactions delivered to a local sink against requests served (silent loss 
 
 Configurations (peers from ``.venv-bench``, which has no widgettrace; ours from ``.venv``):
 
-==================  =======================================================================
-``bare``            plain uvicorn, nothing instrumented
-``otel``            upstream ``opentelemetry-instrument``, ``OTEL_TRACES_EXPORTER=none``
-``otel-sentry``     the same plus sentry-sdk's ``SentrySpanProcessor`` (``instrumenter="otel"``)
-``sentry``          Sentry's native tracing, ``traces_sample_rate=1.0``, DSN = local sink
-``logfire``         Logfire, FastAPI + requests instrumented, ``send_to_logfire=False``
-``ddtrace``         ``ddtrace-run``, agent URL = local sink (``/v0.4/traces`` counted)
-``widgettrace``     ``opentelemetry-instrument`` with our distro, ``SENTRY_DSN`` = local sink,
-                    local log off (export to Sentry only, like the Sentry peers)
-``widgettrace-log`` the same with the default local log on as well (full runs only)
-==================  =======================================================================
+- ``bare``: plain uvicorn, nothing instrumented;
+- ``otel``: upstream ``opentelemetry-instrument``, ``OTEL_TRACES_EXPORTER=none``;
+- ``otel-sentry``: the same plus sentry-sdk's ``SentrySpanProcessor`` (``instrumenter="otel"``);
+- ``sentry``: Sentry's native tracing, ``traces_sample_rate=1.0``, DSN = local sink;
+- ``logfire``: Logfire, FastAPI + requests instrumented, ``send_to_logfire=False``;
+- ``ddtrace``: ``ddtrace-run``, agent URL = local sink (``/v0.4/traces`` counted);
+- ``widgettrace``: ``opentelemetry-instrument`` with our distro, ``SENTRY_DSN`` = local sink,
+  local log off (export to Sentry only, like the Sentry peers);
+- ``widgettrace-log`` (full runs only): the same with the default local log on as well;
+- ``widgettrace-noexport`` (full runs only): our distro and instrumentation with
+  ``WIDGETTRACE_SENTRY_MODE=off`` and no log: what instrumenting costs before any export.
 
 Each round starts every configuration's server once (order rotated per round), warms both
 endpoints, runs ``wrk`` (1 thread, a few connections, from a separate process) on each endpoint
@@ -132,6 +132,17 @@ def _configs() -> dict[str, Config]:
                 "WIDGETTRACE_LOG_PATH": "off",
             },
             sink="sentry",
+        ),
+        "widgettrace-noexport": Config(
+            OURS_VENV,
+            "opentelemetry-instrument",
+            {
+                "BENCH_MODE": "widgettrace",
+                **_OTEL_QUIET,
+                "WIDGETTRACE_SENTRY_MODE": "off",
+                "WIDGETTRACE_LOG_PATH": "off",
+            },
+            full_only=True,
         ),
         "widgettrace-log": Config(
             OURS_VENV,

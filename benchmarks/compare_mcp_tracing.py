@@ -87,7 +87,8 @@ def _key(span: ReadableSpan) -> tuple[str, str, str] | None:
     method = attrs.get("mcp.method.name")
     if not isinstance(method, str):
         return None
-    target = str(attrs.get("gen_ai.tool.name") or attrs.get("gen_ai.prompt.name") or "")
+    # The built-in's client spans carry the target only in their name ("MCP send tools/call x").
+    target = span.name.removeprefix("MCP send ").removeprefix(method).strip()
     return method, target, span.kind.name
 
 

@@ -58,7 +58,11 @@ _LABELS = {
 
 def _scripts(only: Sequence[str] | None) -> list[Path]:
     found = {p.stem.removeprefix("bench_"): p for p in HERE.glob("bench_*.py")}
-    names = sorted(found, key=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n))
+    # Known names in _ORDER, any new benchmark next, the end-to-end run always last.
+    names = sorted(
+        found,
+        key=lambda n: (n == "e2e", _ORDER.index(n) if n in _ORDER else len(_ORDER), n),
+    )
     if only:
         names = [n for n in names if n in only]
     return [found[n] for n in names]

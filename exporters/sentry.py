@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 import weakref
@@ -94,6 +95,7 @@ TRANSPORT_QUEUE_SIZE = 10000
 #: gzip level for HTTP bodies: the SDK's 9 costs several times level 1 for a few percent.
 TRANSPORT_COMPRESSION_LEVEL = 1
 
+_getrandbits = random.Random().getrandbits
 _SDK_INFO = {"name": "sentry.python.widgettrace", "version": sentry_sdk.VERSION}
 _MAX_TAG_LENGTH = 200
 _RESOURCE_TAGS = (sc.SERVICE_NAME, sc.SERVICE_VERSION)
@@ -190,6 +192,8 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self._client: Any = self._get_client()
         self._static = ""
         self._static_for: Any = None
+        self._dsc: dict[str, str] | None = None
+        self._dsc_for: Any = None
         self._workers: list[Any] = []
         self._workers_for: Any = None
         self._dropped = 0
@@ -420,6 +424,21 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self._static_for = client
         return self._static
 
+    def _dsc_base(self, client: Any) -> dict[str, str] | None:
+        """The parts of the envelope's dynamic sampling context every transaction shares."""
+        if client is self._dsc_for:
+            return self._dsc
+        dsn = getattr(client, "parsed_dsn", None)
+        dsc = None
+        if dsn is not None:
+            dsc = {"public_key": dsn.public_key, "sampled": "true"}
+            if self._release:
+                dsc["release"] = self._release
+            if self._environment:
+                dsc["environment"] = self._environment
+        self._dsc, self._dsc_for = dsc, client
+        return dsc
+
     def _send_transaction(
         self, tid: int, root: ReadableSpan, members: list[tuple[int, ReadableSpan, int]]
     ) -> None:
@@ -443,19 +462,13 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         # The SDK reads payload.json only to count the spans of a dropped transaction.
         event["spans"] = spans
         headers: dict[str, Any] = {"event_id": event["event_id"], "sent_at": self._sent_at}
-        dsn = getattr(client, "parsed_dsn", None)
-        if dsn is not None:
-            dsc = {
+        dsc_base = self._dsc_base(client)
+        if dsc_base is not None:
+            headers["trace"] = {
+                **dsc_base,
                 "trace_id": event["contexts"]["trace"]["trace_id"],
-                "public_key": dsn.public_key,
                 "transaction": event["transaction"],
-                "sampled": "true",
             }
-            if self._release:
-                dsc["release"] = self._release
-            if self._environment:
-                dsc["environment"] = self._environment
-            headers["trace"] = dsc
         envelope = Envelope(
             headers=headers,
             items=[Item(payload=PayloadRef(bytes=payload, json=event), type="transaction")],
@@ -554,7 +567,8 @@ class WidgetTraceSpanProcessor(SpanProcessor):
 
         event: dict[str, Any] = {
             "type": "transaction",
-            "event_id": os.urandom(16).hex(),
+            # Unique, not secret: no system call per transaction.
+            "event_id": f"{_getrandbits(128):032x}",
             "transaction": name,
             "transaction_info": {"source": source},
             "start_timestamp": root.start_time / 1e9,  # type: ignore[operator]

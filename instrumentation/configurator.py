@@ -21,6 +21,7 @@ configurator never raises into ``opentelemetry-instrument``.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -83,6 +84,47 @@ def _export_processors(settings: Settings, resource: Resource) -> list[SpanProce
     return [] if processor is None else [processor]
 
 
+_EXPORTER_VARS = {
+    "OTEL_TRACES_EXPORTER": "opentelemetry_traces_exporter",
+    "OTEL_METRICS_EXPORTER": "opentelemetry_metrics_exporter",
+    "OTEL_LOGS_EXPORTER": "opentelemetry_logs_exporter",
+}
+
+
+def _check_exporters() -> None:
+    """Keep only exporters that can be loaded: one missing must not switch all telemetry off.
+
+    Upstream raises on an unknown name, which aborts auto-instrumentation entirely. ``otlp``
+    (the gRPC exporter's name) falls back to ``otlp_proto_http``, what our ``otlp`` extra
+    installs.
+    """
+    from importlib.metadata import entry_points
+
+    for var, group in _EXPORTER_VARS.items():
+        raw = os.environ.get(var)
+        if not raw or raw.strip().lower() == "none":
+            continue
+        available = {ep.name for ep in entry_points(group=group)}
+        kept: list[str] = []
+        for name in (n.strip() for n in raw.split(",")):
+            if not name or name.lower() == "none":
+                continue
+            if name in available:
+                kept.append(name)
+            elif name == "otlp" and "otlp_proto_http" in available:
+                kept.append("otlp_proto_http")
+            else:
+                logger.warning(
+                    "widgettrace: %s=%r names an exporter that is not installed (%s); "
+                    "using %s instead (for otlp: pip install 'widgettrace[otlp]')",
+                    var,
+                    name,
+                    ", ".join(sorted(available)) or "none installed",
+                    ",".join(kept) or "none",
+                )
+        os.environ[var] = ",".join(dict.fromkeys(kept)) or "none"
+
+
 def _install_propagator(settings: Settings) -> None:
     # Always ours, even when OTEL_PROPAGATORS is set: sentry-sdk registers an entry point named
     # `sentry` too (whose inject needs its deprecated processor), so which one the API loaded
@@ -114,6 +156,7 @@ def configure(*, auto_instrumentation_version: str | None = None) -> bool:
                 resource_attributes["telemetry.auto.version"] = auto_instrumentation_version
             resource = Resource.create(resource_attributes)
             processors = _export_processors(settings, resource)
+            _check_exporters()
             _initialize_components(
                 auto_instrumentation_version=auto_instrumentation_version,
                 sampler=build_sampler(settings),

@@ -148,3 +148,53 @@ def test_told_in_one_line_when_another_configurator_wins(tmp_path: Path) -> None
         if "OTEL_PYTHON_CONFIGURATOR=widgettrace" in line
     ]
     assert len(lines) == 1, result.stderr
+
+
+COLLECTOR_PROBE = r"""
+import json
+from opentelemetry import trace
+provider = trace.get_tracer_provider()
+tracer = trace.get_tracer("probe")
+with tracer.start_as_current_span("to-the-collector"):
+    pass
+provider.force_flush()
+print(json.dumps({"exporter": __import__("os").environ.get("OTEL_TRACES_EXPORTER")}))
+"""
+
+
+def test_otlp_to_a_collector_and_a_missing_exporter(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    received: list[str] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {
+            "OTEL_TRACES_EXPORTER": "otlp,no-such-exporter",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+            "WIDGETTRACE_SENTRY_MODE": "off",
+        }
+        result = run_instrumented(tmp_path, env, args=["python", "-c", COLLECTOR_PROBE])
+    finally:
+        server.shutdown()
+        server.server_close()
+    data = probe(result)
+    # `otlp` resolves to the HTTP exporter the otlp extra installs; the unknown one is dropped
+    # with one line, and the rest of telemetry still runs.
+    assert data["exporter"] == "otlp_proto_http"
+    lines = [line for line in result.stderr.splitlines() if "no-such-exporter" in line]
+    assert len(lines) == 1, result.stderr
+    assert "/v1/traces" in received

@@ -36,10 +36,14 @@ def one(spans: list[ReadableSpan], name: str, kind: str) -> ReadableSpan:
 
 
 def child_of(child: ReadableSpan, parent: ReadableSpan) -> bool:
+    """``child`` is ``parent``'s child; across peers (SERVER under CLIENT) the parent must have
+    arrived through ``params._meta`` (a remote parent), not through shared contextvars."""
     assert child.parent is not None and parent.context is not None and child.context is not None
+    across = child.kind is SpanKind.SERVER and parent.kind is SpanKind.CLIENT
     return bool(
         child.parent.span_id == parent.context.span_id
         and child.context.trace_id == parent.context.trace_id
+        and (child.parent.is_remote or not across)
     )
 
 

@@ -42,6 +42,7 @@ def _pair(spans: list[dict[str, Any]], name: str) -> tuple[dict[str, Any], dict[
     client, server = clients[0], servers[0]
     assert server["trace_id"] == client["trace_id"]
     assert server["parent_id"] == client["span_id"]
+    assert server["parent_remote"], "the parent must come from params._meta"
     return client, server
 
 
@@ -194,3 +195,24 @@ def test_streamable_http_client_directly(tracing: Tracing) -> None:
     client, server_span = _pair(spans, "tools/list")
     assert client["attributes"]["network.transport"] == "tcp"
     assert client["attributes"]["mcp.session.id"] == server_span["attributes"]["mcp.session.id"]
+
+
+def test_streamable_http_modern_protocol(tracing: Tracing) -> None:
+    """``mode="auto"`` negotiates 2026-07-28 over HTTP: stateless, so no mcp.session.id."""
+    server = build_server()
+
+    async def main(url: str) -> None:
+        async with Client(f"{url}/mcp") as client:
+            assert client.protocol_version == "2026-07-28"
+            await client.call_tool("add", {"a": 1, "b": 1})
+
+    with serve(server.streamable_http_app()) as url:
+        anyio.run(main, url)
+    spans = [span_dict(s) for s in tracing.spans()]
+    _no_builtin(spans)
+    client, server_span = _pair(spans, "tools/call add")
+    for span in (client, server_span):
+        assert span["attributes"]["network.transport"] == "tcp"
+        assert span["attributes"]["mcp.protocol.version"] == "2026-07-28"
+        assert "mcp.session.id" not in span["attributes"]
+    assert server_span["attributes"]["client.address"] == "127.0.0.1"

@@ -85,7 +85,18 @@ def test_trace_tree_becomes_one_transaction_with_ops_and_descriptions() -> None:
                 pass
         p.flush()
         (tx,) = p.transport.transactions()
+        (envelope,) = p.transport.envelopes
     assert_valid([tx])
+    # The envelope carries the dynamic sampling context Sentry's server-side sampling reads.
+    assert envelope.headers["trace"] == {
+        "public_key": "public",
+        "sampled": "true",
+        "release": "widgets@1.0",
+        "environment": "test",
+        "trace_id": tx["contexts"]["trace"]["trace_id"],
+        "transaction": "GET /api/widgets/status",
+    }
+    assert envelope.headers["event_id"] == tx["event_id"]
     assert tx["transaction"] == "GET /api/widgets/status"
     assert tx["transaction_info"] == {"source": "route"}
     trace_ctx = tx["contexts"]["trace"]

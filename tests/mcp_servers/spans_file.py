@@ -24,6 +24,9 @@ def span_dict(span: ReadableSpan) -> dict[str, Any]:
         "trace_id": format(ctx.trace_id, "032x"),
         "span_id": format(ctx.span_id, "016x"),
         "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
+        # True when the parent came from a propagated carrier (params._meta), not the ambient
+        # context: what proves the propagation in-process, where both peers share contextvars.
+        "parent_remote": bool(span.parent and span.parent.is_remote),
         "attributes": dict(span.attributes or {}),
         "status": span.status.status_code.name,
         "events": [e.name for e in span.events],
