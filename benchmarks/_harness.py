@@ -16,6 +16,8 @@ is *seconds per call*: process CPU time (``time.process_time``: every thread of 
 batch processor's export thread is charged to the case that fed it) or wall time
 (``time.perf_counter``). ``finish`` callables (for example ``provider.force_flush``) run inside the
 timed region after the ``number`` calls, so background work a case queued is paid by that case.
+(Process CPU time counts every thread: a background thread that another case left busy is charged
+to whichever case is running, so give every case with background work a ``finish``.)
 
 Reporting
 ---------

@@ -17,6 +17,8 @@ Configurations (peers from ``.venv-bench``, which has no widgettrace; ours from 
 - ``widgettrace``: ``opentelemetry-instrument`` with our distro, ``SENTRY_DSN`` = local sink,
   local log off (export to Sentry only, like the Sentry peers);
 - ``widgettrace-log`` (full runs only): the same with the default local log on as well;
+- ``widgettrace-otlp`` (full runs only): ``WIDGETTRACE_SENTRY_MODE=otlp``, spans batched over OTLP
+  to Sentry's OTLP endpoint on the sink (SERVER spans counted as delivered);
 - ``widgettrace-noexport`` (full runs only): our distro and instrumentation with
   ``WIDGETTRACE_SENTRY_MODE=off`` and no log: what instrumenting costs before any export.
 
@@ -77,7 +79,7 @@ class Config:
     venv: Path
     launcher: str | None  # console script in the venv that wraps the python command
     env: dict[str, str] = field(default_factory=dict)
-    sink: str | None = None  # "sentry" | "dd": which sink counter holds its transactions
+    sink: str | None = None  # "sentry" | "dd" | "otlp": which sink counter holds its transactions
     full_only: bool = False
 
 
@@ -132,6 +134,19 @@ def _configs() -> dict[str, Config]:
                 "WIDGETTRACE_LOG_PATH": "off",
             },
             sink="sentry",
+        ),
+        "widgettrace-otlp": Config(
+            OURS_VENV,
+            "opentelemetry-instrument",
+            {
+                "BENCH_MODE": "widgettrace",
+                **_OTEL_QUIET,
+                **sentry_env,
+                "WIDGETTRACE_SENTRY_MODE": "otlp",
+                "WIDGETTRACE_LOG_PATH": "off",
+            },
+            sink="otlp",
+            full_only=True,
         ),
         "widgettrace-noexport": Config(
             OURS_VENV,
@@ -272,6 +287,12 @@ def _server_env(cfg: Config, subs: dict[str, str], tmp: Path) -> dict[str, str]:
     return env
 
 
+def _delivered(sink: str, stats: dict[str, Any]) -> int:
+    """Transactions (Sentry), traces (Datadog) or SERVER spans (OTLP) the sink received."""
+    key = {"sentry": "transactions", "dd": "dd_traces", "otlp": "otlp_server_spans"}[sink]
+    return int(stats[key])
+
+
 def _count_logged(path: Path) -> int:
     """Transactions in widgettrace's local log (rotated files included)."""
     total = 0
@@ -387,9 +408,7 @@ def _one_server(
             # What had arrived when the load stopped: an exporter that keeps up has sent nearly
             # everything by now; a backlog flushed only at exit would be lost by a crash or deploy.
             now = json.loads(_http(f"{sink_url}/_stats"))
-            run.delivered_at_load_end = int(
-                now["transactions"] if cfg.sink == "sentry" else now["dd_traces"]
-            )
+            run.delivered_at_load_end = _delivered(cfg.sink, now)
     except RuntimeError as exc:
         tail = log_path.read_text(errors="replace")[-1500:]
         raise RuntimeError(f"{exc}; server log ends:\n{tail}") from exc
@@ -407,7 +426,7 @@ def _one_server(
         run.served = int(served_file.read_text() or 0)
     if cfg.sink is not None:
         stats = _sink_settled(sink_url)
-        run.delivered = int(stats["transactions"] if cfg.sink == "sentry" else stats["dd_traces"])
+        run.delivered = _delivered(cfg.sink, stats)
         run.discarded = {k: int(v) for k, v in stats["discarded"].items()}
         run.sink_cpu_s = _cpu_seconds(int(subs["sink_pid"])) - sink_cpu0
         if stats["undecodable"]:

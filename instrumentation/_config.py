@@ -369,7 +369,7 @@ SETTINGS: tuple[Setting, ...] = (
         "path or off",
         DEFAULT_LOG_PATH,
         "Local log of every event and transaction as JSON lines (written with or without a "
-        "DSN); `off` disables it.",
+        "DSN), relative to the working directory; `off` disables it.",
         _parse_log_path,
     ),
     _row(
@@ -458,8 +458,8 @@ SETTINGS: tuple[Setting, ...] = (
         "buffer_max_spans",
         "int in [100, 10000000]",
         100000,
-        "Ended spans held while their transaction is open; beyond it spans are dropped "
-        "and counted.",
+        "Ended spans held while their transaction is open; beyond it the oldest traces are "
+        "sent early, incomplete (nothing dropped).",
         _int_in(100, 10_000_000),
     ),
     _row(

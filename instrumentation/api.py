@@ -91,6 +91,9 @@ from opentelemetry.util.types import AttributeValue
 from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import internal_errors
 from widgettrace.instrumentation.pricing import get_price_table
+from widgettrace.instrumentation.scope import SPAN_OWNER_KEY as _SPAN_OWNER_KEY
+from widgettrace.instrumentation.scope import exception_escaped as _exception_escaped
+from widgettrace.instrumentation.scope import span_owner as _span_owner
 
 __all__ = [
     "SpanScope",
@@ -433,6 +436,9 @@ class SpanScope:
             # call's cost (applications use it for budgets). LLM calls are never a hot loop.
             frame = _Frame("llm", span, None, self._model)
             new_ctx = context_api.set_value(_FRAME_KEY, frame, new_ctx)
+        # Mark who activated the span, so an exception leaving it can tell whether it will
+        # still reach the parent (same thread/task) or ends here (see scope.exception_escaped).
+        new_ctx = context_api.set_value(_SPAN_OWNER_KEY, _span_owner(), new_ctx)
         self._token = context_api.attach(new_ctx)
         return span
 
@@ -456,6 +462,11 @@ class SpanScope:
             except Exception as error:
                 _internal("api.span_end", error)
         context_api.detach(self._token)  # type: ignore[arg-type]
+        if exc is not None:
+            try:
+                _exception_escaped(exc, span)
+            except Exception as error:
+                _internal("api.span_escape", error)
         span.end()
         return False
 

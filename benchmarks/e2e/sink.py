@@ -4,6 +4,8 @@
   (br only when the ``brotli`` module is importable; otherwise counted as undecodable). Counts
   envelopes, items by type (``transaction``, ``event``, ...) and the ``discarded_events`` of
   client reports by ``category:reason`` (what an SDK says it dropped).
+- Sentry's OTLP endpoint: ``POST /api/<project>/integration/otlp/v1/traces/`` (protobuf,
+  decoded with ``opentelemetry-proto`` when importable) counts requests, spans and SERVER spans.
 - Datadog agent: ``PUT|POST /v0.x/traces`` counts payloads and traces (the ``X-Datadog-Trace-Count``
   header, else the msgpack top-level array length); other agent paths (``/info``, telemetry,
   stats) get 404 or 200 so the tracer falls back to its defaults.
@@ -26,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
-__all__ = ["Counts", "count_envelope", "main", "msgpack_array_len"]
+__all__ = ["Counts", "count_envelope", "count_otlp", "main", "msgpack_array_len"]
 
 
 class Counts:
@@ -43,6 +45,9 @@ class Counts:
         self.undecodable = 0
         self.dd_payloads = 0
         self.dd_traces = 0
+        self.otlp_requests = 0
+        self.otlp_spans = 0
+        self.otlp_server_spans = 0
         self.bytes = 0
         self.other: Counter[str] = Counter()
 
@@ -56,6 +61,9 @@ class Counts:
                 "undecodable": self.undecodable,
                 "dd_payloads": self.dd_payloads,
                 "dd_traces": self.dd_traces,
+                "otlp_requests": self.otlp_requests,
+                "otlp_spans": self.otlp_spans,
+                "otlp_server_spans": self.otlp_server_spans,
                 "bytes": self.bytes,
                 "other": dict(self.other),
             }
@@ -109,6 +117,30 @@ def count_envelope(data: bytes, counts: Counts) -> None:
             for d in report.get("discarded_events", []):
                 key = f"{d.get('category')}:{d.get('reason')}"
                 counts.discarded[key] += int(d.get("quantity", 1))
+
+
+def count_otlp(data: bytes) -> tuple[int, int] | None:
+    """(spans, SERVER spans) in an OTLP/protobuf ExportTraceServiceRequest, or None when
+    opentelemetry-proto is not importable or the body does not parse."""
+    try:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+        from opentelemetry.proto.trace.v1.trace_pb2 import Span
+    except ImportError:
+        return None
+    req = ExportTraceServiceRequest()
+    try:
+        req.ParseFromString(data)
+    except Exception:
+        return None
+    spans = server = 0
+    for rs in req.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                spans += 1
+                server += span.kind == Span.SPAN_KIND_SERVER
+    return spans, server
 
 
 def msgpack_array_len(data: bytes) -> int | None:
@@ -182,6 +214,20 @@ class _Handler(BaseHTTPRequestHandler):
                     except (ValueError, KeyError):
                         COUNTS.undecodable += 1
             self._reply(200, b'{"id": "00000000000000000000000000000000"}')
+            return
+        if "/otlp/v1/traces" in path:
+            # Sentry's OTLP endpoint: a SERVER span is one request's transaction.
+            data = _decode(raw, self.headers.get("Content-Encoding", ""))
+            counted = count_otlp(data) if data is not None else None
+            with COUNTS.lock:
+                COUNTS.bytes += len(raw)
+                COUNTS.otlp_requests += 1
+                if counted is None:
+                    COUNTS.undecodable += 1
+                else:
+                    COUNTS.otlp_spans += counted[0]
+                    COUNTS.otlp_server_spans += counted[1]
+            self._reply(200, b"")
             return
         if path.endswith("/traces"):
             header = self.headers.get("X-Datadog-Trace-Count")
