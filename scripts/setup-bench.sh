@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up what benchmarks/run.py needs, from the repository's own files:
 #   scripts/setup-bench.sh
-# - .venv: widgettrace (editable) with the examples extra, created only if missing
+# - .venv: widgettrace (editable) with the examples and otlp extras, created only if missing
 #   (scripts/test.sh normally creates it);
 # - .venv-bench: the peers (logfire, ddtrace, sentry-sdk, OpenTelemetry, FastAPI, uvicorn,
 #   requests) from pyproject's `bench` extra, WITHOUT widgettrace, so upstream
@@ -15,7 +15,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[examples]"
+  .venv/bin/python -m pip install -q -e ".[examples,otlp]"
 fi
 
 if [ ! -x .venv-bench/bin/python ]; then
@@ -26,7 +26,11 @@ fi
 # (widgettrace's own dependencies and those extras), so the peers get the same libraries we do.
 .venv/bin/python - > .venv-bench/bench-requirements.txt <<'EOF'
 import re
-import tomllib
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 extras = project["optional-dependencies"]

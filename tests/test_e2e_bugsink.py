@@ -17,7 +17,6 @@ import pytest
 from receivers.bugsink import BugsinkProject, BugsinkServer
 from receivers.example import DESIGNED_ERRORS, ExampleRun, run_example
 
-
 RELEASE = f"widget-platform@e2e-{uuid.uuid4().hex[:8]}"
 
 

@@ -17,7 +17,6 @@ from receivers.relay import normalize
 from receivers.spotlight import SpotlightEnvelope, SpotlightServer, items_of
 
 
-
 def _trace_id(record: dict[str, Any]) -> str:
     return str(record.get("contexts", {}).get("trace", {}).get("trace_id"))
 

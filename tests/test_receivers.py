@@ -32,7 +32,6 @@ from receivers.spotlight import (
     items_of,
 )
 
-
 _SDK_SCRIPT = textwrap.dedent(
     """
     import json, sys
