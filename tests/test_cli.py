@@ -11,6 +11,7 @@ import os
 import pty
 import queue
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -28,6 +29,9 @@ from widgettrace.exporters.locallog import LocalLogTransport
 from widgettrace.instrumentation import _config
 
 BIN = Path(sys.executable).parent
+# Never the repo root: `python -m` puts the cwd first on sys.path, and the source folder
+# widgettrace/ would shadow the installed package that CI tests.
+NEUTRAL_CWD = Path(tempfile.gettempdir())
 
 
 def run_cli(
@@ -41,7 +45,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=cwd,
+        cwd=cwd or NEUTRAL_CWD,
         env={**base, **(env or {})},
     )
 
@@ -202,6 +206,7 @@ def run_in_terminal(args: list[str], env: dict[str, str]) -> str:
             stderr=subprocess.PIPE,
             timeout=30,
             env=env,
+            cwd=NEUTRAL_CWD,
         )
         assert proc.returncode == 0, proc.stderr
         return os.read(leader, 65536).decode()
@@ -268,6 +273,7 @@ def test_follow_prints_new_lines_across_rotation(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=NEUTRAL_CWD,
     )
     try:
         lines = _Lines(proc)
@@ -295,6 +301,7 @@ def test_follow_waits_for_a_log_that_does_not_exist_yet(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=NEUTRAL_CWD,
     )
     try:
         lines = _Lines(proc)

@@ -18,10 +18,28 @@ This module is the whole public API, vendor-neutral (application code never impo
 Names are imported on first use, so ``import widgettrace`` (and the CLI) stays fast.
 """
 
+import os as _os
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+
+def _add_source_checkout_parts() -> None:
+    # Imported straight from a source checkout (the repo root on sys.path, as with `python -m
+    # widgettrace` run there): instrumentation/ and exporters/ are this folder's siblings, which
+    # setuptools' package-dir maps in when installed. Only our own checkout qualifies, never a
+    # site-packages that happens to hold unrelated `instrumentation`/`exporters` packages.
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    root = _os.path.dirname(here)
+    if _os.path.isdir(_os.path.join(here, "instrumentation")):
+        return  # installed: the parts are inside
+    marker = _os.path.join(root, "instrumentation", "_config.py")
+    if _os.path.isfile(marker) and _os.path.isfile(_os.path.join(root, "pyproject.toml")):
+        __path__.append(root)
+
+
+_add_source_checkout_parts()
 
 _EXPORTS = {
     "add_breadcrumb": "widgettrace.instrumentation.scope",
