@@ -11,8 +11,8 @@ import os
 import pty
 import queue
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
