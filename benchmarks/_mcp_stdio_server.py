@@ -19,7 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import INVALID_SPAN
 
@@ -45,7 +45,7 @@ def main() -> None:
         return a + b
 
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(_Drop()))
+    provider.add_span_processor(BatchSpanProcessor(_Drop()))
     low = server._lowlevel_server
     if case == "uninstrumented":
         low.middleware = [m for m in low.middleware if not isinstance(m, OpenTelemetryMiddleware)]

@@ -74,7 +74,7 @@ import re
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextvars import ContextVar
 from importlib import metadata
 from typing import Any, Final, TypeGuard
@@ -91,7 +91,7 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, Stat
 from opentelemetry.util.types import AttributeValue
 
 from widgettrace.instrumentation import semconv as sc
-from widgettrace.instrumentation._guard import internal_errors, logger
+from widgettrace.instrumentation._guard import guarded, internal_errors, logger
 
 __all__ = ["DURATION_BUCKETS", "McpInstrumentor", "redact"]
 
@@ -521,14 +521,26 @@ class _Call:
         self.histogram.record(time.perf_counter() - self.start, attributes=attrs)
 
 
+# The hot path guards with ``guarded`` (a plain try/except) rather than ``internal_errors`` (a
+# generator context manager, a few microseconds per use, several uses per round trip).
+@guarded("mcp.finish", None)
 def _fail(call: _Call, exc: BaseException, record: bool = True) -> None:
-    with internal_errors("mcp.finish"):
-        call.finish(error=exc, record=record)
+    call.finish(error=exc, record=record)
 
 
+@guarded("mcp.finish", None)
 def _succeed(call: _Call, result: Any) -> None:
-    with internal_errors("mcp.finish"):
-        call.finish(result=result)
+    call.finish(result=result)
+
+
+@guarded("mcp.inject", None)
+def _inject(carrier: dict[str, str], ctx: context_api.Context) -> None:
+    propagate.inject(carrier, context=ctx)
+
+
+@guarded("mcp.server_detach", None)
+def _detach(token: object) -> None:
+    context_api.detach(token)  # type: ignore[arg-type]
 
 
 # Outbound (CLIENT spans) -------------------------------------------------------------------------
@@ -618,9 +630,8 @@ def _start_outbound(
         )
     carrier: dict[str, str] = {}
     span_ctx = trace.set_span_in_context(span)
-    with internal_errors("mcp.inject"):
-        # A failing propagator costs the propagation, not the span (which must still end).
-        propagate.inject(carrier, context=span_ctx)
+    # A failing propagator costs the propagation, not the span (which must still end).
+    _inject(carrier, span_ctx)
     new_params = _with_meta(params, carrier)
     new_opts = opts
     if request and _is_map(opts):
@@ -659,6 +670,31 @@ def _direct_request_id(dispatcher: Any, opts: Any) -> str | None:
     return str(rid)
 
 
+_Outbound = tuple[_Call, tuple[Any, ...], dict[str, Any]]
+_NO_OUTBOUND: _Outbound | None = None  # typed default for guarded()
+
+
+@guarded("mcp.client_start", _NO_OUTBOUND)
+def _prepare_outbound(
+    state: _State,
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    request: bool,
+    direct: bool,
+) -> _Outbound | None:
+    """The call to trace and the arguments to send, or None to send the message untouched."""
+    method, params, opts = _bind(args, kwargs, ("method", "params", "opts"))
+    started = _start_outbound(state, instance, method, params, opts, request=request, direct=direct)
+    if started is None:
+        return None
+    call, new_params, new_opts = started
+    args, kwargs = _rebind(args, kwargs, 1, "params", new_params)
+    if new_opts is not opts:
+        args, kwargs = _rebind(args, kwargs, 2, "opts", new_opts)
+    return call, args, kwargs
+
+
 async def _traced_outbound(
     state: _State,
     wrapped: Callable[..., Awaitable[Any]],
@@ -668,20 +704,10 @@ async def _traced_outbound(
     request: bool,
     direct: bool,
 ) -> Any:
-    started: tuple[_Call, Any, Any] | None = None
-    with internal_errors("mcp.client_start"):
-        method, params, opts = _bind(args, kwargs, ("method", "params", "opts"))
-        started = _start_outbound(
-            state, instance, method, params, opts, request=request, direct=direct
-        )
-        if started is not None:
-            call, new_params, new_opts = started
-            args, kwargs = _rebind(args, kwargs, 1, "params", new_params)
-            if new_opts is not opts:
-                args, kwargs = _rebind(args, kwargs, 2, "opts", new_opts)
-    if started is None:
+    prepared = _prepare_outbound(state, instance, args, kwargs, request, direct)
+    if prepared is None:
         return await wrapped(*args, **kwargs)
-    call = started[0]
+    call, args, kwargs = prepared
     token = _OUTBOUND_SPAN.set(call.span)
     ctx_token = context_api.attach(call.context or trace.set_span_in_context(call.span))
     try:
@@ -708,22 +734,36 @@ def _outbound_wrapper(request: bool, direct: bool) -> Callable[..., Any]:
     return wrapper
 
 
-@contextlib.contextmanager
-def _builtin_span_shim(
-    name: str, *, kind: Any = None, attributes: Any = None, **_: Any
-) -> Iterator[Span]:
+@guarded("mcp.builtin_shim", None)
+def _adopt_request_id(attributes: Any) -> None:
+    span = _OUTBOUND_SPAN.get()
+    if span is not None and _is_map(attributes) and span.is_recording():
+        rid = attributes.get(sc.JSONRPC_REQUEST_ID)
+        if isinstance(rid, str):
+            span.set_attribute(sc.JSONRPC_REQUEST_ID, rid)
+
+
+class _BuiltinSpanShim:
     """Stands in for mcp's ``otel_span`` while instrumented: no span of its own.
 
     It hands mcp's request id to our CLIENT span (mcp mints the id inside the call) and yields a
     non-recording span, so mcp's own error attributes go nowhere (ours are set by the wrapper).
+    A plain class, not a generator context manager: it runs for every outbound message.
     """
-    with internal_errors("mcp.builtin_shim"):
-        span = _OUTBOUND_SPAN.get()
-        if span is not None and _is_map(attributes) and span.is_recording():
-            rid = attributes.get(sc.JSONRPC_REQUEST_ID)
-            if isinstance(rid, str):
-                span.set_attribute(sc.JSONRPC_REQUEST_ID, rid)
-    yield INVALID_SPAN
+
+    __slots__ = ()
+
+    def __init__(self, name: str, *, kind: Any = None, attributes: Any = None, **_: Any) -> None:
+        _adopt_request_id(attributes)
+
+    def __enter__(self) -> Span:
+        return INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_builtin_span_shim = _BuiltinSpanShim
 
 
 def _builtin_inject_shim(meta: dict[str, Any]) -> None:
@@ -794,6 +834,21 @@ def _inbound_peer(
     return None
 
 
+_NO_INBOUND: tuple[_Call, object] | None = None  # typed default for guarded()
+
+
+@guarded("mcp.server_start", _NO_INBOUND)
+def _prepare_inbound(
+    state: _State, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], server_peer: bool
+) -> tuple[_Call, object] | None:
+    """Start the SERVER span and make it current; None for messages we do not trace."""
+    dctx, method, params = _bind(args, kwargs, ("dctx", "method", "params"))
+    if not isinstance(method, str) or method == _PROGRESS:
+        return None
+    call, ctx = _start_inbound(state, instance, dctx, method, params, server_peer)
+    return call, context_api.attach(ctx)
+
+
 async def _traced_inbound(
     state: _State,
     wrapped: Callable[..., Awaitable[Any]],
@@ -802,15 +857,10 @@ async def _traced_inbound(
     kwargs: dict[str, Any],
     server_peer: bool,
 ) -> Any:
-    call: _Call | None = None
-    token: object | None = None
-    with internal_errors("mcp.server_start"):
-        dctx, method, params = _bind(args, kwargs, ("dctx", "method", "params"))
-        if isinstance(method, str) and method != _PROGRESS:
-            call, ctx = _start_inbound(state, instance, dctx, method, params, server_peer)
-            token = context_api.attach(ctx)
-    if call is None:
+    started = _prepare_inbound(state, instance, args, kwargs, server_peer)
+    if started is None:
         return await wrapped(*args, **kwargs)
+    call, token = started
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -820,9 +870,7 @@ async def _traced_inbound(
         _fail(call, exc, record=not captured)
         raise
     finally:
-        if token is not None:
-            with internal_errors("mcp.server_detach"):
-                context_api.detach(token)  # type: ignore[arg-type]
+        _detach(token)
     _succeed(call, result)
     return result
 
@@ -850,16 +898,18 @@ def _start_inbound(
         if current is not None:
             attrs[sc.MCP_PROTOCOL_VERSION] = current
 
-    ambient = trace.get_current_span().get_span_context()
     parent = _parent_from_meta(params)
     links: list[Link] | None = None
     if parent is None:
         parent = context_api.get_current()
-    elif (
-        ambient.is_valid
-        and ambient.span_id != trace.get_current_span(parent).get_span_context().span_id
-    ):
-        links = [Link(ambient)]
+    else:
+        # A link to the span current here (if any) when the remote parent is another one.
+        ambient = trace.get_current_span().get_span_context()
+        if (
+            ambient.is_valid
+            and ambient.span_id != trace.get_current_span(parent).get_span_context().span_id
+        ):
+            links = [Link(ambient)]
     start_attrs: dict[str, AttributeValue] = dict(attrs)
     start_attrs.update(recording_extra)
     request_id = getattr(_unwrap_dctx(dctx), "request_id", None)
