@@ -30,4 +30,5 @@ if [ -x scripts/setup-receivers.sh ]; then
 fi
 
 .venv/bin/ruff check .
+scripts/typecheck.sh
 .venv/bin/pytest "$@"
