@@ -85,6 +85,9 @@ __all__ = [
     "sentry_init_options",
 ]
 
+#: How long shutdown waits for the transport to deliver what is queued before it gives up
+#: (and logs how much was left).
+SHUTDOWN_FLUSH_S = 10.0
 #: Time after a root ends before its transaction is sent, so children ending just after it
 #: (async cleanup, response streaming) are included.
 DEFAULT_GRACE_S = 0.1
@@ -248,10 +251,25 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         """Send everything still held (also incomplete trees), stop the thread, flush."""
         if self._stopped:
             return
-        self._flush(expire=True, timeout=10.0)
+        self._flush(expire=True, timeout=SHUTDOWN_FLUSH_S)
         self._stopped = True
         self._wake.set()
         self._thread.join(timeout=5.0)
+        with internal_errors("sentry.shutdown_count"):
+            self._log_undelivered()
+
+    def _log_undelivered(self) -> None:
+        # At exit the SDK kills its workers and what they still hold is gone without a client
+        # report (none can be sent any more): say so, so a backlog is never lost silently.
+        client = self._get_client()
+        pending = _pending_envelopes(client.transport) + len(self._queue)
+        if pending:
+            logger.warning(
+                "widgettrace: exiting with %d Sentry envelope(s)/span(s) not delivered after "
+                "%.0f s (the transport could not keep up); they are lost",
+                pending,
+                SHUTDOWN_FLUSH_S,
+            )
 
     def _flush(self, *, expire: bool, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -799,6 +817,18 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
     if spotlight is not None:
         options["spotlight"] = spotlight
     return options
+
+
+def _pending_envelopes(transport: Any) -> int:
+    """Envelopes still queued in the SDK transport's background worker(s)."""
+    pending = 0
+    for holder in (transport, getattr(transport, "inner", None)):
+        worker = getattr(holder, "_worker", None)
+        for w in getattr(worker, "workers", None) or ([worker] if worker is not None else []):
+            queue = getattr(w, "_queue", None)
+            if queue is not None:
+                pending += queue.qsize()
+    return pending
 
 
 class _WorkerPool(Worker):

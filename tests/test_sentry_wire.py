@@ -209,3 +209,24 @@ def test_a_receiver_that_cannot_keep_up_gets_drops_counted(
     assert lost > 0
     assert delivered + lost == 61
     assert "cannot keep up" in caplog.text
+
+
+def test_a_backlog_left_at_exit_is_logged_not_lost_silently(
+    receiver: SentryReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="widgettrace")
+    monkeypatch.setattr(sentry_exporter, "SHUTDOWN_FLUSH_S", 0.3)
+    receiver.set_fault("slow", delay=1.0)
+    settings = make_settings(sentry_dsn=receiver.dsn)
+    try:
+        with configured(settings) as (provider, _processor):
+            tracer = provider.get_tracer("exit")
+            for _ in range(20):
+                with tracer.start_as_current_span("job"):
+                    pass
+            # configured() shuts the provider down on exit, with a receiver too slow to drain.
+    finally:
+        receiver.set_fault(None)
+    lines = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+    assert len(lines) == 1, caplog.text
+    assert "they are lost" in lines[0]
