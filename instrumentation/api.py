@@ -95,6 +95,8 @@ from widgettrace.instrumentation.scope import SPAN_OWNER_KEY as _SPAN_OWNER_KEY
 from widgettrace.instrumentation.scope import exception_escaped as _exception_escaped
 from widgettrace.instrumentation.scope import span_owner as _span_owner
 
+_Context = context_api.Context
+
 __all__ = [
     "SpanScope",
     "agent_block_span",
@@ -418,7 +420,12 @@ class SpanScope:
             self._name or "span", ctx, self._kind, cast("Any", self._attributes)
         )
         self._span = span
-        new_ctx = context_api.set_value(_SPAN_KEY, span, ctx)
+        # One Context copy for everything this span puts in it (set_value copies each time).
+        values = dict(ctx)
+        values[_SPAN_KEY] = span
+        # Who activated the span, so an exception leaving it can tell whether it will still
+        # reach the parent (same thread/task) or ends here (see scope.exception_escaped).
+        values[_SPAN_OWNER_KEY] = _span_owner()
         if span.is_recording():
             try:
                 if self._build is not None:
@@ -428,17 +435,14 @@ class SpanScope:
                         self._frame_kind, span, trace.get_current_span(ctx), self._model, ctx
                     )
                     self._frame = frame
-                    new_ctx = context_api.set_value(_FRAME_KEY, frame, new_ctx)
+                    values[_FRAME_KEY] = frame
             except Exception as exc:
                 _internal("api.span_start", exc)
         elif self._frame_kind == "llm":
             # Unsampled: no roll-ups, but record_llm_usage still needs the model to return the
             # call's cost (applications use it for budgets). LLM calls are never a hot loop.
-            frame = _Frame("llm", span, None, self._model)
-            new_ctx = context_api.set_value(_FRAME_KEY, frame, new_ctx)
-        # Mark who activated the span, so an exception leaving it can tell whether it will
-        # still reach the parent (same thread/task) or ends here (see scope.exception_escaped).
-        new_ctx = context_api.set_value(_SPAN_OWNER_KEY, _span_owner(), new_ctx)
+            values[_FRAME_KEY] = _Frame("llm", span, None, self._model)
+        new_ctx = _Context(values)
         self._token = context_api.attach(new_ctx)
         return span
 
