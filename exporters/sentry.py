@@ -57,9 +57,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
-from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import event_from_exception, format_timestamp
-from sentry_sdk.worker import BackgroundWorker, Worker
 
 from widgettrace.exporters import _sentry_errors
 from widgettrace.exporters._sentry_convert import (
@@ -79,7 +77,6 @@ from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import internal_errors, logger
 
 __all__ = [
-    "PooledHttpTransport",
     "WidgetTraceSpanProcessor",
     "configure_sentry",
     "sentry_init_options",
@@ -104,12 +101,6 @@ BACKPRESSURE_WAIT_S = 2.0
 TRANSPORT_QUEUE_SIZE = 10000
 #: gzip level for HTTP bodies: the SDK's 9 costs several times level 1 for a few percent.
 TRANSPORT_COMPRESSION_LEVEL = 1
-#: Sender threads of :class:`PooledHttpTransport` (opt-in, ``sentry_sdk``'s own single-sender
-#: HttpTransport is the default). Measured on 2 idle cores against a local receiver, 4 senders
-#: delivered 611 transactions/s against the SDK's 750, and cut FastAPI throughput from 0.29x to
-#: 0.18x of bare (GIL contention with the app); a pool only pays when the round trip to Sentry is
-#: long (one POST at a time caps at 1/RTT), which this machine cannot measure.
-TRANSPORT_SENDERS = 4
 
 _getrandbits = random.Random().getrandbits
 _SDK_INFO = {"name": "sentry.python.widgettrace", "version": sentry_sdk.VERSION}
@@ -826,72 +817,10 @@ def _pending_envelopes(transport: Any) -> int:
     """Envelopes still queued in the SDK transport's background worker(s)."""
     pending = 0
     for holder in (transport, getattr(transport, "inner", None)):
-        worker = getattr(holder, "_worker", None)
-        for w in getattr(worker, "workers", None) or ([worker] if worker is not None else []):
-            queue = getattr(w, "_queue", None)
-            if queue is not None:
-                pending += queue.qsize()
+        queue = getattr(getattr(holder, "_worker", None), "_queue", None)
+        if queue is not None:
+            pending += queue.qsize()
     return pending
-
-
-class _WorkerPool(Worker):
-    """Several SDK BackgroundWorkers behind its Worker interface (submit to the emptiest)."""
-
-    def __init__(self, size: int, queue_size: int) -> None:
-        per_worker = max(1, queue_size // size)
-        self.workers = [BackgroundWorker(queue_size=per_worker) for _ in range(size)]
-
-    @property
-    def is_alive(self) -> bool:
-        return any(w.is_alive for w in self.workers)
-
-    def kill(self) -> None:
-        for w in self.workers:
-            w.kill()
-
-    def flush(self, timeout: float, callback: Any | None = None) -> None:
-        deadline = time.monotonic() + timeout
-        for w in self.workers:
-            w.flush(max(0.0, deadline - time.monotonic()), callback)
-
-    def full(self) -> bool:
-        return all(w.full() for w in self.workers)
-
-    def submit(self, callback: Callable[[], Any]) -> bool:
-        # qsize is approximate, which is fine: it only spreads the load.
-        by_load = sorted(self.workers, key=lambda w: w._queue.qsize())  # type: ignore[no-untyped-call]
-        return any(w.submit(callback) for w in by_load)
-
-
-class PooledHttpTransport(HttpTransport):
-    """The SDK's HTTP transport with ``TRANSPORT_SENDERS`` sender threads instead of one.
-
-    Everything else (rate limits, retries, client reports, compression) is the SDK's: only the
-    worker that runs ``_send_envelope`` is replaced, and the connection pool holds one connection
-    per sender so each keeps its own keep-alive connection.
-    """
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        # Client-report counters are a plain dict the SDK updates from its one sender thread;
-        # with several senders they are updated under a lock so no drop goes uncounted.
-        self._lost_lock = threading.RLock()
-        super().__init__(options)
-
-    def record_lost_event(self, *args: Any, **kwargs: Any) -> None:
-        with self._lost_lock:
-            super().record_lost_event(*args, **kwargs)
-
-    def _fetch_pending_client_report(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lost_lock:
-            return super()._fetch_pending_client_report(*args, **kwargs)
-
-    def _create_worker(self, options: dict[str, Any]) -> Worker:
-        return _WorkerPool(TRANSPORT_SENDERS, int(options["transport_queue_size"]))
-
-    def _get_pool_options(self) -> dict[str, Any]:
-        pool_options: dict[str, Any] = super()._get_pool_options()
-        pool_options["maxsize"] = TRANSPORT_SENDERS
-        return pool_options
 
 
 def _local_transport(options: dict[str, Any], settings: Any) -> Any:
