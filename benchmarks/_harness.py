@@ -42,8 +42,10 @@ import gc
 import json
 import os
 import platform
+import resource
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -62,6 +64,7 @@ __all__ = [
     "interleaved",
     "machine_info",
     "ratio_rows",
+    "run_wrk",
     "stats_of",
     "write_result",
 ]
@@ -321,3 +324,35 @@ def bench_args(description: str, argv: Sequence[str] | None = None) -> argparse.
         "--quick", action="store_true", help="small sizes for a smoke test (numbers are rough)"
     )
     return parser.parse_args(argv)
+
+
+def run_wrk(url: str, duration: float, connections: int) -> dict[str, Any]:
+    """``wrk -t1 -c<connections>`` on ``url`` for ``duration`` s: what ``e2e/report.lua`` prints
+    (requests, duration_us, errors, latency percentiles) plus wrk's own CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(Path(__file__).resolve().parent / "e2e" / "report.lua"),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("WRKJSON "):
+            result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # wrk's own CPU: shows the load generator is not what limits throughput.
+            result["cpu_s"] = (after.ru_utime - before.ru_utime) + (
+                after.ru_stime - before.ru_stime
+            )
+            return result
+    raise RuntimeError(f"wrk printed no result:\n{out}")

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -55,7 +54,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _harness import command_line, format_rows, machine_info, ratio_rows, stats_of, write_result
+from _harness import (
+    command_line,
+    format_rows,
+    machine_info,
+    ratio_rows,
+    run_wrk,
+    stats_of,
+    write_result,
+)
 
 __all__ = ["CONFIGS", "Config", "main"]
 
@@ -229,36 +236,6 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _wrk(url: str, duration: float, connections: int) -> dict[str, Any]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{max(1, round(duration))}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(E2E / "report.lua"),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    for line in out.splitlines():
-        if line.startswith("WRKJSON "):
-            result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            # wrk's own CPU: shows the load generator is not what limits throughput.
-            result["cpu_s"] = (after.ru_utime - before.ru_utime) + (
-                after.ru_stime - before.ru_stime
-            )
-            return result
-    raise RuntimeError(f"wrk printed no result:\n{out}")
-
-
 @dataclass
 class _Run:
     """What one server lifetime measured."""
@@ -386,10 +363,10 @@ def _one_server(
     try:
         _wait_ready(base + ENDPOINTS["light"], proc)
         for ep in endpoints:
-            _wrk(base + ENDPOINTS[ep], warmup, connections)
+            run_wrk(base + ENDPOINTS[ep], warmup, connections)
         for ep in endpoints:
             cpu0 = _cpu_seconds(proc.pid)
-            res = _wrk(base + ENDPOINTS[ep], duration, connections)
+            res = run_wrk(base + ENDPOINTS[ep], duration, connections)
             cpu1 = _cpu_seconds(proc.pid)
             n = max(int(res["requests"]), 1)
             errors = sum(int(v) for v in res["errors"].values())

@@ -8,6 +8,8 @@ Each case is its own uvicorn process on 127.0.0.1 serving a light endpoint
 (``GET /api/widgets/status`` returning a small JSON object):
 
 * ``bare``: FastAPI alone (the baseline);
+* ``otel_batch``: ``FastAPIInstrumentor(exclude_spans=["send", "receive"])`` with the SDK's
+  ``BatchSpanProcessor`` and an exporter that drops: OpenTelemetry's own cost, for reference;
 * ``sentry_sdk``: ``FastAPIInstrumentor`` + sentry-sdk 2.x's ``SentrySpanProcessor``
   (``instrumenter="otel"``), the upstream instrumentation's defaults;
 * ``widgettrace``: ``FastAPIInstrumentor(exclude_spans=["send", "receive"])`` (widgettrace's
@@ -15,11 +17,17 @@ Each case is its own uvicorn process on 127.0.0.1 serving a light endpoint
   (error hook included);
 * ``widgettrace_all_spans``: ours with the per-message ASGI spans kept, for comparison.
 
-Both Sentry cases hand envelopes to the same transport, which serialises each one on a background
-worker (what the SDK's HTTP transport does before the network) and drops it. A separate load
-process (asyncio, raw keep-alive HTTP/1.1 on several connections) drives one server at a time;
-cases run interleaved in rounds (A B C D A B C D ...), and the median requests/s per case is
-compared with ``bare``.
+Both Sentry cases send through the HTTP transport they use for real, with only the network
+replaced (``_send_request`` drops the gzipped body): sentry-sdk's ``HttpTransport`` for
+``sentry_sdk``, widgettrace's default (the same class, handed envelopes in batches) for ours.
+Everything before the socket (worker thread, rate-limit checks, envelope serialisation, gzip)
+is paid as in production. A separate load
+process drives one server at a time: ``wrk -t1 -c8`` when installed (``scripts/setup-bench.sh``;
+written in C, so it leaves the second core to the server), else a Python asyncio client (raw
+keep-alive HTTP/1.1 on 8 connections). Cases run interleaved in rounds (A B C D A B C D ...); the
+median requests/s per case is compared with ``bare``. The server's own CPU time per request (all
+of its threads, from ``/proc``) is reported too: on a shared 2-core machine it moves less than
+throughput does.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,29 +46,21 @@ from typing import Any, Literal
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 PATH = "/api/widgets/status"
-CASES = ("bare", "sentry_sdk", "widgettrace", "widgettrace_all_spans")
+CASES = ("bare", "otel_batch", "sentry_sdk", "widgettrace", "widgettrace_all_spans")
 DSN = "http://public@127.0.0.1:9/1"
 
 
 # --- server side -----------------------------------------------------------------------------
 
 
-def _drop_transport() -> Any:
-    from sentry_sdk.transport import Transport
-    from sentry_sdk.worker import BackgroundWorker
+def _no_network(cls: Any) -> Any:
+    """``cls`` (an SDK HTTP transport class) with the request itself replaced by a drop."""
 
-    class SerializingDropTransport(Transport):
-        def __init__(self) -> None:
-            super().__init__({"dsn": DSN})
-            self._worker = BackgroundWorker(queue_size=10000)
+    class NoNetwork(cls):  # type: ignore[misc,valid-type]
+        def _send_request(self, body: bytes, headers: Any, *args: Any, **kwargs: Any) -> None:
+            pass
 
-        def capture_envelope(self, envelope: Any) -> None:
-            self._worker.submit(envelope.serialize)
-
-        def flush(self, timeout: float, callback: Any = None) -> None:
-            self._worker.flush(timeout, callback)
-
-    return SerializingDropTransport()
+    return NoNetwork
 
 
 def build_app(case: str) -> Any:
@@ -81,13 +82,19 @@ def build_app(case: str) -> Any:
     resource = Resource.create({"service.name": "bench"})
     provider = TracerProvider(resource=resource)
     exclude: list[Literal["receive", "send"]] | None = ["send", "receive"]
-    if case == "sentry_sdk":
+    if case == "otel_batch":
+        from bench_spans import _DropExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(BatchSpanProcessor(_DropExporter()))
+    elif case == "sentry_sdk":
         import sentry_sdk
         from sentry_sdk.integrations.opentelemetry import SentrySpanProcessor
+        from sentry_sdk.transport import HttpTransport
 
         sentry_sdk.init(
             dsn=DSN,
-            transport=_drop_transport(),
+            transport=_no_network(HttpTransport),
             instrumenter="otel",
             traces_sample_rate=1.0,
             default_integrations=False,
@@ -95,12 +102,19 @@ def build_app(case: str) -> Any:
         )
         provider.add_span_processor(SentrySpanProcessor())
         exclude = None
-    else:
-        from widgettrace.exporters.sentry import configure_sentry
+    elif case.startswith("widgettrace"):
+        from widgettrace.exporters._batching import BatchingHttpTransport
+        from widgettrace.exporters.sentry import configure_sentry, sentry_init_options
         from widgettrace.instrumentation._config import Settings
 
         settings = Settings(sentry_dsn=DSN, log_path=None)
-        processor = configure_sentry(settings, resource, transport=_drop_transport())
+        # What configure_sentry picks by default with a DSN, minus the network.
+        from sentry_sdk.consts import DEFAULT_OPTIONS
+
+        options = {**DEFAULT_OPTIONS, **sentry_init_options(settings, resource)}
+        options["transport"] = None
+        transport = _no_network(BatchingHttpTransport)(options)
+        processor = configure_sentry(settings, resource, transport=transport)
         assert processor is not None
         provider.add_span_processor(processor)
         if case == "widgettrace_all_spans":
@@ -158,6 +172,22 @@ def load(port: int, seconds: float, connections: int) -> None:
     print(json.dumps(asyncio.run(_load(port, seconds, connections))), flush=True)
 
 
+def _wrk(port: int, seconds: float, connections: int) -> dict[str, float]:
+    from _harness import run_wrk
+
+    doc = run_wrk(f"http://127.0.0.1:{port}{PATH}", seconds, connections)
+    if any(doc["errors"].values()):
+        raise RuntimeError(f"wrk errors: {doc['errors']}")
+    return {"requests": doc["requests"], "seconds": doc["duration_us"] / 1e6}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of ``pid`` (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- driver ----------------------------------------------------------------------------------
 
 
@@ -165,7 +195,8 @@ def main() -> None:
     from _harness import bench_args, command_line, format_rows, ratio_rows, stats_of, write_result
 
     args = bench_args(__doc__ or "")
-    rounds, seconds = (3, 1.0) if args.quick else (7, 3.0)
+    rounds, seconds = (3, 1.0) if args.quick else (11, 3.0)
+    use_wrk = shutil.which("wrk") is not None
     connections = 8
     me = str(Path(__file__).resolve())
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -181,25 +212,32 @@ def main() -> None:
             ports[case] = int(proc.stdout.readline())
         time.sleep(1.0)  # let uvicorn start accepting
         samples: dict[str, list[float]] = {case: [] for case in CASES}
+        cpu: dict[str, list[float]] = {case: [] for case in CASES}
         for round_no in range(rounds + 1):  # round 0 warms up
             for case in CASES:
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        me,
-                        "--load",
-                        str(ports[case]),
-                        str(seconds),
-                        str(connections),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    env=env,
-                )
-                result = json.loads(out.stdout)
+                cpu_before = _cpu_seconds(servers[case].pid)
+                if use_wrk:
+                    result = _wrk(ports[case], seconds, connections)
+                else:
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            me,
+                            "--load",
+                            str(ports[case]),
+                            str(seconds),
+                            str(connections),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        env=env,
+                    )
+                    result = json.loads(out.stdout)
+                cpu_used = _cpu_seconds(servers[case].pid) - cpu_before
                 if round_no:
                     samples[case].append(result["requests"] / result["seconds"])
+                    cpu[case].append(cpu_used / max(1, result["requests"]))
     finally:
         for proc in servers.values():
             proc.terminate()
@@ -207,6 +245,10 @@ def main() -> None:
             proc.wait(timeout=10)
     stats = {case: stats_of(values) for case, values in samples.items()}
     rows = ratio_rows(stats, unit="req/s", baseline="bare")
+    cpu_stats = {f"{case}/server_cpu": stats_of(values) for case, values in cpu.items()}
+    rows += ratio_rows(cpu_stats, unit="us/request", baseline="bare/server_cpu", scale=1e6)
+    for row in rows:
+        row["load"] = "wrk -t1 -c8" if use_wrk else "python asyncio, 8 connections"
     print(format_rows(rows))
     print(f"wrote {write_result('fastapi_sentry', rows, command_line())}")
 

@@ -22,11 +22,20 @@ Workloads: ``root`` (one root span per call) and ``tree`` (a root and 9 children
 reported per span). ``child`` is derived: (tree cost - root cost) / 9. Time is process CPU time
 (``time.process_time``, every thread), with ``provider.force_flush()`` inside the timed region,
 so background export threads are charged to their pipeline.
+
+Each pipeline runs in its own worker process, and the driver asks them for one sample at a time
+in A B C D E A B C D E ... order (the others wait, blocked on a pipe): interleaved as before, but
+no pipeline pays for another's heap (the garbage collector walks every live object of its
+process, and sentry-sdk's processor keeps many alive) or for its idle background thread.
 """
 
 from __future__ import annotations
 
+import gc
+import json
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,8 +47,8 @@ from _harness import (
     bench_args,
     command_line,
     format_rows,
-    interleaved,
     ratio_rows,
+    stats_of,
     write_result,
 )
 from opentelemetry import trace
@@ -106,50 +115,111 @@ def _workloads(tracer: trace.Tracer) -> tuple[Callable[[], None], Callable[[], N
     return root, tree
 
 
+PIPELINES = ("noop", "sdk", "sdk_batch", "sentry_sdk", "widgettrace")
+DSN = "http://public@127.0.0.1:9/1"
+
+
+def _pipeline(name: str) -> tuple[TracerProvider | None, _DropTransport | None]:
+    """The provider of one pipeline (None: the no-op tracer) and its Sentry transport."""
+    if name == "noop":
+        return None, None
+    provider = TracerProvider()
+    if name == "sdk_batch":
+        provider.add_span_processor(BatchSpanProcessor(_DropExporter()))
+    if name in ("sentry_sdk", "widgettrace"):
+        # The transport must know the DSN: sentry-sdk's processor does nothing without one.
+        transport = _DropTransport({"dsn": DSN})
+        sentry_sdk.init(
+            dsn=DSN,
+            transport=transport,
+            instrumenter="otel",
+            traces_sample_rate=1.0,
+            default_integrations=False,
+            auto_enabling_integrations=False,
+        )
+        if name == "sentry_sdk":
+            from sentry_sdk.integrations.opentelemetry import SentrySpanProcessor
+
+            provider.add_span_processor(SentrySpanProcessor())
+        else:
+            provider.add_span_processor(WidgetTraceSpanProcessor())
+        return provider, transport
+    return provider, None
+
+
+def worker(name: str) -> None:
+    """Serve samples of one pipeline: read ``<workload> <number>``, answer CPU seconds per call."""
+    provider, transport = _pipeline(name)
+    tracer = (
+        trace.NoOpTracerProvider().get_tracer("bench")
+        if provider is None
+        else provider.get_tracer("bench")
+    )
+    root, tree = _workloads(tracer)
+    workloads = {"root": root, "tree": tree}
+    print("ready", flush=True)
+    for line in sys.stdin:
+        workload, number = line.split()
+        fn = workloads[workload]
+        n = int(number)
+        gc.collect()
+        start = time.process_time()
+        for _ in range(n):
+            fn()
+        if provider is not None:
+            provider.force_flush()
+        print(json.dumps({"s": (time.process_time() - start) / n}), flush=True)
+    if transport is not None:
+        print(json.dumps({"envelopes": transport.count}), flush=True)
+
+
+class _Worker:
+    def __init__(self, name: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self._read() != "ready":
+            raise RuntimeError(f"bench_spans worker {name} did not start")
+
+    def _read(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def sample(self, workload: str, number: int) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{workload} {number}\n")
+        self.proc.stdin.flush()
+        return float(json.loads(self._read())["s"])
+
+    def close(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        tail = self._read()
+        self.proc.wait(timeout=30)
+        return int(json.loads(tail)["envelopes"]) if tail else 0
+
+
 def main() -> None:
     args = bench_args(__doc__ or "")
     rounds, number = (5, 300) if args.quick else (15, 2000)
-
-    dsn = "http://public@127.0.0.1:9/1"
-    # The transport must know the DSN: sentry-sdk's processor does nothing without one.
-    transport = _DropTransport({"dsn": dsn})
-    sentry_sdk.init(
-        dsn=dsn,
-        transport=transport,
-        instrumenter="otel",
-        traces_sample_rate=1.0,
-        default_integrations=False,
-        auto_enabling_integrations=False,
-    )
-    from sentry_sdk.integrations.opentelemetry import SentrySpanProcessor
-
-    batch, sentry_native, ours = TracerProvider(), TracerProvider(), TracerProvider()
-    batch.add_span_processor(BatchSpanProcessor(_DropExporter()))
-    sentry_native.add_span_processor(SentrySpanProcessor())
-    ours.add_span_processor(WidgetTraceSpanProcessor())
-    providers: dict[str, TracerProvider | None] = {
-        "noop": None,
-        "sdk": TracerProvider(),
-        "sdk_batch": batch,
-        "sentry_sdk": sentry_native,
-        "widgettrace": ours,
-    }
-
-    cases: dict[str, Callable[[], None]] = {}
-    finish: dict[str, Callable[[], object]] = {}
-    for name, provider in providers.items():
-        tracer = (
-            trace.NoOpTracerProvider().get_tracer("bench")
-            if provider is None
-            else provider.get_tracer("bench")
-        )
-        root, tree = _workloads(tracer)
-        cases[f"{name}/root"] = root
-        cases[f"{name}/tree"] = tree
-        if provider is not None:
-            finish[f"{name}/root"] = finish[f"{name}/tree"] = provider.force_flush
-
-    stats = interleaved(cases, rounds=rounds, number=number, finish=finish)
+    workers = {name: _Worker(name) for name in PIPELINES}
+    samples: dict[str, list[float]] = {f"{n}/{w}": [] for n in PIPELINES for w in ("root", "tree")}
+    envelopes = 0
+    try:
+        for round_no in range(rounds + 1):  # round 0 warms up
+            for workload in ("root", "tree"):
+                for name, w in workers.items():
+                    value = w.sample(workload, number)
+                    if round_no:
+                        samples[f"{name}/{workload}"].append(value)
+    finally:
+        for w in workers.values():
+            envelopes += w.close()
+    stats = {case: stats_of(values) for case, values in samples.items()}
+    providers = PIPELINES
     per_span = {}
     for name in providers:
         root_s = stats[f"{name}/root"]
@@ -179,8 +249,11 @@ def main() -> None:
         )
     print(format_rows(rows))
     path = write_result("spans", rows, command_line())
-    print(f"wrote {path}; transport saw {transport.count} envelopes")
+    print(f"wrote {path}; the Sentry transports saw {envelopes} envelopes")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        worker(sys.argv[2])
+    else:
+        main()

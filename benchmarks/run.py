@@ -12,8 +12,9 @@ row's median, min-max, unit and ratio to its baseline (plus any extra columns th
 reported, such as latency percentiles). The Markdown is printed at the end; it is what the README's
 Performance section shows.
 
-``--quick`` is a smoke test (about 3 minutes; numbers are rough); the full run takes about
-20 minutes and should be taken on a quiet machine.
+``--merge`` runs nothing and renders the two files from the result files already there (after
+running some scripts alone). ``--quick`` is a smoke test (about 3 minutes; numbers are rough);
+the full run takes about 30 minutes and should be taken on a quiet machine.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ __all__ = ["main", "render_markdown"]
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # Order: cheapest and most fundamental first, the long end-to-end run last.
-_ORDER = ("spans", "api", "scaling", "mcp", "e2e")
+_ORDER = ("spans", "fastapi_sentry", "delivery", "api", "scaling", "mcp", "e2e")
 _STANDARD = ("case", "unit", "median", "min", "max", "baseline", "ratio", "n")
 _LABELS = {
     "paired_ratio": "per-round ratio",
@@ -150,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes (~3 minutes)")
     parser.add_argument("--only", help="comma-separated benchmark names (e.g. e2e,scaling)")
     parser.add_argument("--timeout", type=float, default=None, help="per script, seconds")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="run nothing: render latest.json/.md from the results/<name>.json already there "
+        "(each table keeps its own date and command)",
+    )
     args = parser.parse_args(argv)
     only = [n.strip() for n in args.only.split(",")] if args.only else None
     timeout = args.timeout or (600.0 if args.quick else 1800.0)
@@ -160,6 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     fresh: list[dict[str, Any]] = []
     for script in _scripts(only):
         name = script.stem.removeprefix("bench_")
+        if args.merge:
+            result = RESULTS_DIR / f"{name}.json"
+            if result.exists():
+                fresh.append(json.loads(result.read_text(encoding="utf-8")))
+            else:
+                failed.append(name)
+            continue
         cmd = [sys.executable, str(script.relative_to(ROOT))]
         if args.quick:
             cmd.append("--quick")

@@ -22,10 +22,10 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from json.encoder import encode_basestring_ascii
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST
@@ -36,46 +36,36 @@ from widgettrace.instrumentation import semconv as sc
 __all__ = [
     "FILTERED",
     "SCOPE_FLAG",
+    "Fragment",
     "Scrubber",
     "description_for",
-    "encode",
+    "dumps",
     "op_for",
     "span_json",
     "status_for",
     "transaction_name",
+    "with_events",
 ]
 
 FILTERED = "[Filtered]"
 
-# Shared by every payload: json.dumps with options builds a new encoder per call, and even a
-# reused JSONEncoder builds its C encoder per call; this one is built once (no circular check:
-# payloads are trees we build).
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-_enc_str = encode_basestring_ascii
+# orjson, not the stdlib encoder: a FastAPI transaction costs ~1 us to encode instead of ~11 us,
+# and orjson.Fragment splices already-encoded spans and data in without re-parsing them.
+_orjson_dumps = orjson.dumps
+_ORJSON_LENIENT = orjson.OPT_NON_STR_KEYS
+Fragment = orjson.Fragment
 
 
-def _refuse(value: Any) -> Any:
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-try:
-    from json.encoder import c_make_encoder  # type: ignore[attr-defined]
-
-    _c_encoder: Any = c_make_encoder(
-        None, _refuse, encode_basestring_ascii, None, ":", ",", False, False, False
-    )
-except (ImportError, TypeError):  # another Python: the pure encoder is fine
-    _c_encoder = None
-
-
-def encode(value: Any) -> str:
-    """Compact JSON; anything the encoder refuses becomes its ``str``."""
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON; anything the encoder refuses becomes its ``str``."""
     try:
-        if _c_encoder is not None:
-            return "".join(_c_encoder(value, 0))
-        return _ENCODER.encode(value)
-    except (TypeError, ValueError):
-        return json.dumps(value, default=str, separators=(",", ":"))
+        return _orjson_dumps(value)
+    except TypeError:
+        pass
+    try:
+        return _orjson_dumps(value, default=str, option=_ORJSON_LENIENT)
+    except TypeError:  # an integer beyond 64 bits, for one
+        return json.dumps(value, default=str, separators=(",", ":")).encode()
 
 
 _KIND_OPS = {
@@ -162,6 +152,8 @@ class Scrubber:
     def __init__(self, send_default_pii: bool = False) -> None:
         self.send_default_pii = send_default_pii
         self._verdicts: dict[str, int] = {}
+        #: attribute key tuple -> the keys among them that need a look, with their verdicts
+        self._shapes: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
 
     def verdict(self, key: str) -> int:
         verdict = self._verdicts.get(key)
@@ -178,6 +170,45 @@ class Scrubber:
         if not self.send_default_pii and "@" in value:
             value = _EMAIL.sub(FILTERED, value)
         return value
+
+    def data_json(
+        self,
+        attributes: Mapping[str, Any],
+        scope_items: list[tuple[str, Any]] | None = None,
+    ) -> bytes:
+        """:meth:`data`, encoded as JSON: the same result, at a fraction of the cost.
+
+        Spans from one instrumentation point share their attribute keys, so which keys need a
+        look (secrets, PII, URLs, scope data) is decided once per key tuple. The values are then
+        encoded as they are; only when the encoded text could hold an email or a credential (an
+        ``@``, a space, an escape or non-ASCII text) does :meth:`data` look at every value.
+        """
+        if not attributes:
+            return b"{}"
+        keys = tuple(attributes)
+        shape = self._shapes.get(keys)
+        if shape is None:
+            shape = tuple((key, v) for key in keys if (v := self.verdict(key)))
+            if len(self._shapes) < 4096:  # shapes are few; never let this grow
+                self._shapes[keys] = shape
+        out = attributes
+        if shape:
+            out = dict(attributes)
+            pii = self.send_default_pii
+            for key, flags in shape:
+                raw = out[key]
+                if flags & SCOPE_FLAG and scope_items is not None:
+                    scope_items.append((key, raw))
+                verdict = flags & 3
+                if verdict == _SECRET or (verdict == _PII and not pii):
+                    out[key] = FILTERED
+                elif verdict == _URL and type(raw) is str and ("?" in raw or "@" in raw):
+                    out[key] = _scrub_url(raw, pii)
+        blob = dumps(out)
+        if b" " in blob or b"@" in blob or b"\\" in blob or not blob.isascii():
+            # Free text: the value-level scrubber (scope items were collected above).
+            blob = dumps(self.data(attributes))
+        return blob
 
     def data(
         self,
@@ -397,6 +428,14 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     return inner if inner is not None else attrs
 
 
+def with_events(data: bytes, span: ReadableSpan, scrubber: Scrubber) -> bytes:
+    """``data`` (a JSON object) with the span's events added as ``otel.events``."""
+    events = dumps(events_json(span, scrubber))
+    if data == b"{}":
+        return b'{"otel.events":' + events + b"}"
+    return data[:-1] + b',"otel.events":' + events + b"}"
+
+
 def span_json(
     span: ReadableSpan,
     span_id: int,
@@ -404,7 +443,7 @@ def span_json(
     trace_hex: str,
     scrubber: Scrubber,
     scope_items: list[tuple[str, Any]] | None = None,
-) -> str:
+) -> bytes:
     """One child span of a transaction, as JSON (``parent_id`` 0: none in this process)."""
     attrs = span._attributes
     if attrs is not None:
@@ -412,26 +451,29 @@ def span_json(
     kind = span._kind
     name = span._name
     if attrs:
-        data = scrubber.data(attrs, scope_items)
+        data = scrubber.data_json(attrs, scope_items)
         op = op_for(kind, attrs)
         description = description_for(name, kind, attrs) if _DESCRIBED & attrs.keys() else name
         status = status_for(span._status.status_code, attrs)
     else:
-        data = {}
+        data = b"{}"
         op = _KIND_OPS.get(kind, "function")
         description = name
         status = "internal_error" if span._status.status_code is StatusCode.ERROR else "ok"
     if span._events:
-        data["otel.events"] = events_json(span, scrubber)
+        data = with_events(data, span, scrubber)
     if not parent_id and span._parent is not None:  # a remote parent
         parent_id = span._parent.span_id
-    # Formatted rather than built as a dict and encoded: this runs for every span and is
-    # about twice as fast; strings go through the C JSON string encoder, data through the
-    # shared encoder (values are already JSON-safe: see Scrubber.data).
-    parent = f',"parent_span_id":"{parent_id:016x}"' if parent_id else ""
-    return (
-        f'{{"trace_id":"{trace_hex}","span_id":"{span_id:016x}"{parent},'
-        f'"op":{_enc_str(op)},"description":{_enc_str(description)},"status":"{status}",'
-        f'"start_timestamp":{span._start_time / 1e9!r},"timestamp":{span._end_time / 1e9!r},'  # type: ignore[operator]
-        f'"data":{encode(data)}}}'
-    )
+    doc: dict[str, Any] = {
+        "trace_id": trace_hex,
+        "span_id": f"{span_id:016x}",
+        "op": op,
+        "description": description,
+        "status": status,
+        "start_timestamp": span._start_time / 1e9,  # type: ignore[operator]
+        "timestamp": span._end_time / 1e9,  # type: ignore[operator]
+        "data": Fragment(data),
+    }
+    if parent_id:
+        doc["parent_span_id"] = f"{parent_id:016x}"
+    return dumps(doc)

@@ -49,6 +49,7 @@ from sentry_sdk.envelope import Envelope, Item
 from sentry_sdk.transport import Transport
 from sentry_sdk.worker import BackgroundWorker
 
+from widgettrace.exporters._batching import BatchedSubmit, http_transport_class
 from widgettrace.exporters._logfile import (
     LOG_PATH_ENV,
     LogFileWriter,
@@ -160,6 +161,10 @@ class LocalLogTransport(Transport):
         self.writer = LogFileWriter(path, max_bytes=max_bytes, backups=backups)
         self.queue_size = queue_size
         self._worker = BackgroundWorker(queue_size=queue_size)
+        # One worker job per burst of envelopes, not per envelope (see _batching).
+        self._batch: BatchedSubmit[list[Item]] = BatchedSubmit(
+            self._worker, self._write_items, max_pending=queue_size
+        )
         self._lost: Counter[tuple[str, str]] = Counter()
         self._lost_lock = threading.Lock()
         self._warned: set[str] = set()
@@ -177,7 +182,7 @@ class LocalLogTransport(Transport):
         """Queue the envelope's events and transactions for the local log; forward to ``inner``."""
         with internal_errors("locallog.capture_envelope"):
             items = [item for item in envelope.items if item.type in LOGGED_ITEM_TYPES]
-            if items and not self._worker.submit(lambda: self._write_items(items)):
+            if items and not self._batch.submit(items):
                 for item in items:
                     self._count("queue_overflow", item=item)
                 self._warn_once(
@@ -230,9 +235,22 @@ class LocalLogTransport(Transport):
 
     def is_healthy(self) -> bool:
         """Healthy while the local queue has room and the HTTP half (if any) is healthy."""
-        if self._worker.full():
+        if self._batch.full():
             return False
         return self.inner is None or self.inner.is_healthy()
+
+    def queue_full(self) -> bool:
+        """Whether lines would be dropped now (the span processor waits instead)."""
+        return self._batch.full()
+
+    def pending_envelopes(self) -> int:
+        """Envelopes not yet written (and, in a tee, not yet sent)."""
+        queued: int = self._worker._queue.qsize()  # type: ignore[no-untyped-call]
+        pending = self._batch.pending() + queued
+        inner_pending = getattr(self.inner, "pending_envelopes", None)
+        if callable(inner_pending):
+            pending += int(inner_pending())
+        return pending
 
     # --- introspection ------------------------------------------------------------------------
 
@@ -295,8 +313,8 @@ def make_transport(options: Mapping[str, Any], settings: Settings) -> Transport 
     """The transport to pass to ``sentry_sdk.init(transport=...)``.
 
     * no DSN, log on: a :class:`LocalLogTransport` (nothing leaves the machine);
-    * DSN, log on: a tee, the SDK's own HTTP transport (``sentry_sdk.transport.make_transport``)
-      plus the local log;
+    * DSN, log on: a tee, the SDK's HTTP transport (``sentry_sdk.transport.make_transport``,
+      handed envelopes in batches: :mod:`widgettrace.exporters._batching`) plus the local log;
     * log off (or unwritable everywhere): ``None``, i.e. the SDK's default (HTTP with a DSN,
       nothing without).
 
@@ -312,7 +330,9 @@ def make_transport(options: Mapping[str, Any], settings: Settings) -> Transport 
         http_options: dict[str, Any] = dict(DEFAULT_OPTIONS)
         http_options.update(options)
         http_options["dsn"] = dsn
-        http_options["transport"] = None  # build the SDK's default, not us again
+        # The SDK's HTTP transport (batched), not us again: the caller's transport is us.
+        http_options["transport"] = None
+        http_options["transport"] = http_transport_class(http_options)
         inner = sentry_sdk.transport.make_transport(http_options)
     # At least as deep as the HTTP queue: the local copy should not drop what Sentry keeps.
     queue_size = max(DEFAULT_QUEUE_SIZE, int(options.get("transport_queue_size") or 0))

@@ -9,11 +9,12 @@ How spans travel (why it is cheap for the application):
 
 1. ``on_end`` on the application's thread only appends the ended span to a bounded deque
    (``WIDGETTRACE_QUEUE_SIZE``). Full: the span is counted, never waited for.
-2. A daemon thread groups spans by *local root* (no parent, or a remote parent): a short grace
+2. A daemon thread encodes each span as it drains the queue (so what waits is bytes, not span
+   objects) and groups them by *local root* (no parent, or a remote parent): a short grace
    after the root ends, the root and every buffered descendant become one Sentry transaction
-   event, serialised there and handed to the SDK client's transport (rate limits, retries, the
-   worker queue and client reports stay the SDK's). If the transport's queue is full the thread
-   waits (up to 2 s) instead of dropping, so bursts back up into our larger queue.
+   event, handed to the SDK client's transport (rate limits, retries, the worker queue and
+   client reports stay the SDK's). If the transport's queue is full the thread waits (up to
+   2 s) instead of dropping, so bursts back up into our larger queue.
 3. A span that ends after its transaction was sent (a late child, or one started after the root
    ended) is sent as its own transaction in the same trace with its real ``parent_span_id``.
    Spans whose parent never ends are held at most ``WIDGETTRACE_OPEN_SPAN_TIMEOUT_S`` and at most
@@ -37,6 +38,7 @@ widgettrace already reported).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -49,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 import sentry_sdk
 from opentelemetry import context as context_api
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
@@ -58,19 +61,22 @@ from opentelemetry.trace import SpanKind
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
 from sentry_sdk.utils import event_from_exception, format_timestamp
+from sentry_sdk.utils import logger as sdk_logger
 
 from widgettrace.exporters import _sentry_errors
+from widgettrace.exporters._batching import http_transport_class
 from widgettrace.exporters._sentry_convert import (
+    Fragment,
     Scrubber,
     attributes_of,
     breadcrumbs_from,
     description_for,
-    encode,
-    events_json,
+    dumps,
     op_for,
     span_json,
     status_for,
     transaction_name,
+    with_events,
 )
 from widgettrace.instrumentation import scope as wscope
 from widgettrace.instrumentation import semconv as sc
@@ -88,6 +94,8 @@ SHUTDOWN_FLUSH_S = 10.0
 #: Time after a root ends before its transaction is sent, so children ending just after it
 #: (async cleanup, response streaming) are included.
 DEFAULT_GRACE_S = 0.1
+#: Ended spans queued that wake the export thread before its tick.
+WAKE_AT_QUEUED = 256
 #: How often the export thread looks at its queue when nothing wakes it.
 DEFAULT_TICK_S = 0.05
 #: Span ids of sent transactions are remembered this long to recognise late children quickly
@@ -108,16 +116,29 @@ _MAX_TAG_LENGTH = 200
 _RESOURCE_TAGS = (sc.SERVICE_NAME, sc.SERVICE_VERSION)
 
 
-@dataclass
+#: What an ended span leaves until its transaction is sent: (local parent span id or 0 for a
+#: local root, start time in ns, JSON (a local root's transaction event without its spans, any
+#: other span as a child span), the transaction name (local root) or span name, None or (scope
+#: API attributes, breadcrumbs)). Tuples of plain values: the garbage collector stops walking
+#: them after one pass, where span objects and dicts cost it a visit every time.
+_Rec = tuple[
+    int,
+    int,
+    bytes,
+    str,
+    "tuple[list[tuple[str, Any]], list[dict[str, Any]] | None] | None",
+]
+
+
+@dataclass(slots=True)
 class _Trace:
-    """Ended spans of one trace waiting for their transaction, and what was already sent."""
+    """Ended spans of one trace waiting for their transaction."""
 
     first: float
-    #: span id -> (span, local parent span id or 0 for a local root)
-    spans: dict[int, tuple[ReadableSpan, int]] = field(default_factory=dict)
+    hex: str
+    #: span id -> its record
+    spans: dict[int, _Rec] = field(default_factory=dict)
     due: float | None = None
-    sent: set[int] | None = None
-    last_sent: float = 0.0
 
 
 @dataclass
@@ -140,6 +161,15 @@ class _RateLimitedLog:
         if now - self._last.get(reason, -1e9) >= self.interval:
             self._last[reason] = now
             logger.warning(message, self._pending.pop(reason))
+
+
+def _contains(sent: int | set[int] | None, span_id: int) -> bool:
+    """Whether ``span_id`` is among a trace's sent span ids (see ``_sent``)."""
+    if sent is None:
+        return False
+    if type(sent) is int:
+        return sent == span_id
+    return span_id in sent  # type: ignore[operator]
 
 
 def _dsn_host(client: Any) -> str | None:
@@ -195,21 +225,26 @@ class WidgetTraceSpanProcessor(SpanProcessor):
 
     def _setup(self) -> None:
         self._queue: deque[ReadableSpan] = deque()
+        # Event ids: unique per process (a forked child gets its own prefix here).
+        self._id_prefix = f"{random.SystemRandom().getrandbits(64):016x}"
+        self._id_counter = itertools.count(_getrandbits(32))
         self._sent_at = format_timestamp(datetime.now(timezone.utc))
         self._client: Any = self._get_client()
-        self._static = ""
+        self._static = b"}"
         self._static_for: Any = None
         self._dsc: dict[str, str] | None = None
         self._dsc_for: Any = None
-        self._workers: list[Any] = []
+        self._workers: list[Callable[[], bool]] = []
         self._workers_for: Any = None
         self._dropped = 0
         self._drop_lock = threading.Lock()
-        # Every trace seen recently; _open only those with ended spans waiting (the scans
-        # below must not walk the recently sent ones, kept only to recognise late children).
-        self._traces: dict[int, _Trace] = {}
+        # Traces with ended spans waiting for their transaction.
         self._open: dict[int, _Trace] = {}
+        # Span ids already sent, per trace (an int while it is one), kept SENT_RETENTION_S to
+        # recognise late children; _forget orders them by when they were last added to.
+        self._sent: dict[int, int | set[int]] = {}
         self._forget: deque[tuple[float, int]] = deque()
+        self._last_sent: dict[int, float] = {}  # only traces sent to more than once
         self._due: deque[tuple[float, int]] = deque()
         self._buffered = 0
         self._next_expiry_scan = 0.0
@@ -231,11 +266,16 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         """Queue the ended span (O(1)); count it if the queue is full."""
         if not span.context.trace_flags & 1 or self._stopped:
             return
-        if len(self._queue) >= self._queue_size:
+        queued = len(self._queue)
+        if queued >= self._queue_size:
             with self._drop_lock:
                 self._dropped += 1
             return
         self._queue.append(span)
+        if queued == WAKE_AT_QUEUED:
+            # Under load, drain before the tick: ended spans are the largest objects we hold,
+            # and the garbage collector walks every one of them until they are serialised.
+            self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send every transaction whose root has ended, then flush the SDK transport."""
@@ -313,10 +353,11 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self._sent_at = format_timestamp(datetime.now(timezone.utc))
         self._client = self._get_client()
         queue = self._queue
-        traces = self._traces
         open_ = self._open
+        sent = self._sent
         due = now + self._grace
         popleft = queue.popleft
+        record = self._record
         count = 0
         while queue:
             span = popleft()
@@ -324,17 +365,25 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             ctx = span._context
             parent = span._parent
             tid = ctx.trace_id  # type: ignore[union-attr]
-            buf = traces.get(tid)
-            if buf is None:
-                buf = traces[tid] = open_[tid] = _Trace(now)
-            elif not buf.spans:
-                buf.first = now
-                open_[tid] = buf
+            sid = ctx.span_id  # type: ignore[union-attr]
             # parent id 0: a local root (no parent, or a remote one).
             psid = 0 if parent is None or parent.is_remote else parent.span_id
-            buf.spans[ctx.span_id] = (span, psid)  # type: ignore[union-attr]
+            buf = open_.get(tid)
+            if buf is None:
+                buf = open_[tid] = _Trace(now, format(tid, "032x"))
+            # Serialised now, not when its transaction is due: what waits is then bytes and
+            # small tuples, which the garbage collector does not walk, instead of span objects.
+            try:
+                rec = record(span, sid, psid, buf.hex)
+            except Exception as exc:
+                with internal_errors("sentry.build_span"):
+                    raise exc
+                continue
+            if rec is None:
+                continue
+            buf.spans[sid] = rec
             count += 1
-            if buf.due is None and (not psid or (buf.sent is not None and psid in buf.sent)):
+            if buf.due is None and (not psid or _contains(sent.get(tid), psid)):
                 buf.due = due
                 self._due.append((due, tid))
         self._buffered += count
@@ -345,7 +394,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         pending = self._due
         while pending and pending[0][0] <= now:
             _, tid = pending.popleft()
-            buf = self._traces.get(tid)
+            buf = self._open.get(tid)
             if buf is not None and buf.due is not None and buf.due <= now:
                 self._flush_trace(tid, buf, now, force=False)
 
@@ -361,11 +410,14 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             if buf.first <= limit:
                 self._flush_trace(tid, buf, now, force=True)
         pending = self._forget
+        sent = self._sent
         while pending and pending[0][0] <= forget:
             _, tid = pending.popleft()
-            sent_only = self._traces.get(tid)
-            if sent_only is not None and not sent_only.spans and sent_only.last_sent <= forget:
-                del self._traces[tid]
+            # A trace sent to again later is queued again; only its last entry forgets it.
+            last = self._last_sent.get(tid)
+            if last is None or last <= forget:
+                sent.pop(tid, None)
+                self._last_sent.pop(tid, None)
 
     def _shed(self, now: float) -> None:
         """Too many ended spans held: send the oldest traces as they are."""
@@ -383,43 +435,59 @@ class WidgetTraceSpanProcessor(SpanProcessor):
     def _flush_trace(self, tid: int, buf: _Trace, now: float, *, force: bool) -> None:
         spans = buf.spans
         buf.due = None
-        children: dict[int, list[tuple[int, ReadableSpan, int]]] = {}
-        tops: list[tuple[int, ReadableSpan, int]] = []
-        for sid, (span, psid) in spans.items():
-            if psid and psid in spans:
-                entry = (sid, span, psid)
-                kids = children.get(psid)
-                if kids is None:
-                    children[psid] = [entry]
+        children: dict[int, list[tuple[int, _Rec]]] = {}
+        if len(spans) == 1:  # a root alone, the most common transaction
+            tops = list(spans.items())
+        else:
+            tops = []
+            for sid, rec in spans.items():
+                psid = rec[0]
+                if psid and psid in spans:
+                    kids = children.get(psid)
+                    if kids is None:
+                        children[psid] = [(sid, rec)]
+                    else:
+                        kids.append((sid, rec))
                 else:
-                    kids.append(entry)
-            else:
-                tops.append((sid, span, psid))
-        sent = buf.sent
-        for top in tops:
-            top_sid, root, psid = top
-            if psid and not force and (sent is None or psid not in sent):
+                    tops.append((sid, rec))
+        sent = self._sent.get(tid)
+        for top_sid, top in tops:
+            psid = top[0]
+            if psid and not force and not _contains(sent, psid):
                 continue  # its parent is still open: wait for it (or the timeout)
-            members: list[tuple[int, ReadableSpan, int]] = []
-            stack = [top_sid]
-            while stack:
-                kids = children.get(stack.pop())
-                if kids:
-                    members.extend(kids)
-                    stack.extend(k[0] for k in kids)
+            members: list[_Rec] = []
+            ids: list[int] = []
+            if children:
+                stack = [top_sid]
+                while stack:
+                    kids = children.get(stack.pop())
+                    if kids:
+                        for sid, rec in kids:
+                            members.append(rec)
+                            ids.append(sid)
+                            stack.append(sid)
+                            del spans[sid]
             del spans[top_sid]
-            for member in members:
-                del spans[member[0]]
             self._buffered -= len(members) + 1
-            if sent is None:
-                sent = buf.sent = set()
-            sent.add(top_sid)
-            sent.update(m[0] for m in members)
-            if buf.last_sent != now:
-                buf.last_sent = now
+            if sent is None and not ids:
+                sent = top_sid  # the common case, a root alone: no set for the GC to walk
                 self._forget.append((now, tid))
+            else:
+                if sent is None:
+                    sent = set()
+                    self._forget.append((now, tid))
+                elif type(sent) is int:
+                    sent = {sent}
+                    self._last_sent[tid] = now
+                    self._forget.append((now, tid))
+                else:
+                    self._last_sent[tid] = now
+                    self._forget.append((now, tid))
+                sent.add(top_sid)  # type: ignore[union-attr]
+                sent.update(ids)  # type: ignore[union-attr]
+            self._sent[tid] = sent
             try:
-                self._send_transaction(tid, root, members)
+                self._send_transaction(buf.hex, top_sid, top, members)
             except Exception as exc:
                 # One broken transaction must not stop the batch; the guard's context manager
                 # costs a few microseconds, so it is only entered on failure.
@@ -430,21 +498,90 @@ class WidgetTraceSpanProcessor(SpanProcessor):
 
     # --- building and sending --------------------------------------------------------------
 
-    def _static_suffix(self, client: Any) -> str:
-        """``,"platform":...,"release":...}``: the JSON tail shared by every transaction."""
-        if client is self._static_for:
-            return self._static
-        fields: dict[str, Any] = {"platform": "python", "sdk": _SDK_INFO}
-        if self._release:
-            fields["release"] = self._release
-        if self._environment:
-            fields["environment"] = self._environment
-        server_name = client.options.get("server_name") if client.options else None
-        if server_name:
-            fields["server_name"] = server_name
-        self._static = "," + encode(fields)[1:]
-        self._static_for = client
-        return self._static
+    def _record(self, span: ReadableSpan, sid: int, psid: int, trace_hex: str) -> _Rec | None:
+        """What a span leaves behind until its transaction is sent (None: not to be sent).
+
+        A local root keeps its transaction event (without spans); any other span its JSON as a
+        child span, turned into a transaction of its own only if it ends up without its parent.
+        """
+        scope_items: list[tuple[str, Any]] = []
+        name = span._name
+        if psid:
+            body = span_json(span, sid, psid, trace_hex, self._scrubber, scope_items)
+        else:
+            if span._parent is None and span._kind is SpanKind.CLIENT:
+                # The SDK's own HTTP requests to Sentry, if urllib3 is instrumented: never loop.
+                host = _dsn_host(self._client)
+                attrs = attributes_of(span)
+                url = attrs.get(sc.URL_FULL) or attrs.get(sc.HTTP_URL_OLD)
+                if host and url and host in str(url):
+                    return None
+            body, name = self._top(span, trace_hex, scope_items)
+        crumbs = breadcrumbs_from([span], self._scrubber) if span._events else None
+        extras = (scope_items, crumbs) if scope_items or crumbs else None
+        return (psid, span._start_time or 0, body, name, extras)
+
+    def _top(
+        self, root: ReadableSpan, trace_hex: str, scope_items: list[tuple[str, Any]]
+    ) -> tuple[bytes, str]:
+        """A local root's transaction event as JSON (without event id, spans and shared fields)
+        and the transaction's name.
+
+        Encoded now, so that sending it (usually with its spans, nothing else) is a join.
+        """
+        attrs = attributes_of(root)
+        kind = root._kind
+        name, source = transaction_name(root._name, kind, attrs)
+        data = self._scrubber.data_json(attrs, scope_items)
+        if root._events:
+            data = with_events(data, root, self._scrubber)
+        trace_context: dict[str, Any] = {
+            "trace_id": trace_hex,
+            "span_id": f"{root._context.span_id:016x}",  # type: ignore[union-attr]
+            "op": op_for(kind, attrs),
+            "status": status_for(root._status.status_code, attrs),
+            "origin": "auto.otel",
+            "data": Fragment(data),
+        }
+        description = description_for(root._name, kind, attrs)
+        if description != name:
+            trace_context["description"] = description
+        if root._parent is not None:
+            trace_context["parent_span_id"] = f"{root._parent.span_id:016x}"
+        event: dict[str, Any] = {
+            "type": "transaction",
+            "transaction": name,
+            "transaction_info": {"source": source},
+            "start_timestamp": root._start_time / 1e9,  # type: ignore[operator]
+            "timestamp": root._end_time / 1e9,  # type: ignore[operator]
+            "contexts": {"trace": trace_context},
+        }
+        if self._resource_tags:
+            event["tags"] = self._resource_tags
+        return dumps(event), name
+
+    def _orphan_event(self, span: bytes, name: str) -> dict[str, Any]:
+        """A transaction for a span whose parent was sent (or never ended) without it."""
+        doc = orjson.loads(span)
+        trace_context: dict[str, Any] = {
+            key: doc[key]
+            for key in ("trace_id", "span_id", "parent_span_id", "op", "status", "data")
+            if key in doc
+        }
+        trace_context["origin"] = "auto.otel"
+        if doc.get("description", name) != name:
+            trace_context["description"] = doc["description"]
+        event: dict[str, Any] = {
+            "type": "transaction",
+            "transaction": name,
+            "transaction_info": {"source": "custom"},
+            "start_timestamp": doc["start_timestamp"],
+            "timestamp": doc["timestamp"],
+            "contexts": {"trace": trace_context},
+        }
+        if self._resource_tags:
+            event["tags"] = self._resource_tags
+        return event
 
     def _dsc_base(self, client: Any) -> dict[str, str] | None:
         """The parts of the envelope's dynamic sampling context every transaction shares."""
@@ -461,39 +598,84 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self._dsc, self._dsc_for = dsc, client
         return dsc
 
+    def _static_suffix(self, client: Any) -> bytes:
+        """``,"platform":...}``: the fields every transaction shares, closing the event."""
+        if client is self._static_for:
+            return self._static
+        fields: dict[str, Any] = {"platform": "python", "sdk": _SDK_INFO}
+        if self._release:
+            fields["release"] = self._release
+        if self._environment:
+            fields["environment"] = self._environment
+        server_name = client.options.get("server_name") if client.options else None
+        if server_name:
+            fields["server_name"] = server_name
+        self._static = b"," + dumps(fields)[1:]
+        self._static_for = client
+        return self._static
+
     def _send_transaction(
-        self, tid: int, root: ReadableSpan, members: list[tuple[int, ReadableSpan, int]]
+        self, trace_hex: str, top_sid: int, top: _Rec, members: list[_Rec]
     ) -> None:
         client = self._client
         transport = client.transport
         spotlight = getattr(client, "spotlight", None)
         if transport is None and spotlight is None:
             return
-        if root.parent is None and root.kind is SpanKind.CLIENT:
-            # The SDK's own HTTP requests to Sentry, if urllib3 is instrumented: never loop.
-            host = _dsn_host(client)
-            url = attributes_of(root).get(sc.URL_FULL) or attributes_of(root).get(sc.HTTP_URL_OLD)
-            if host and url and host in str(url):
-                return
-        event, spans = self._transaction_event(tid, root, members)
-        # Spans arrive as JSON fragments and the fields every transaction shares are encoded
-        # once (_static_suffix): only the rest of the event goes through the encoder here.
-        payload = (
-            f'{encode(event)[:-1]},"spans":[{",".join(spans)}]{self._static_suffix(client)}'
-        ).encode()
-        # The SDK reads payload.json only to count the spans of a dropped transaction.
-        event["spans"] = spans
-        headers: dict[str, Any] = {"event_id": event["event_id"], "sent_at": self._sent_at}
+        psid, _, body, name, extras = top
+        # A local root was encoded when it ended; a span that lost its parent becomes a
+        # transaction of its own (rare).
+        event_json = body if not psid else dumps(self._orphan_event(body, name))
+        spans: list[bytes] = []
+        if members:
+            dropped = len(members) - self._max_spans
+            if dropped > 0:
+                members = sorted(members, key=lambda m: m[1])[: self._max_spans]
+                self._record_lost("buffer_overflow", dropped)
+                self._log.add(
+                    "max_spans",
+                    dropped,
+                    "widgettrace: a transaction had more than "
+                    "WIDGETTRACE_MAX_SPANS_PER_TRANSACTION spans; %d spans dropped (counted in "
+                    "Sentry client reports as buffer_overflow)",
+                )
+            spans = [m[2] for m in members]
+            for member in members:
+                if member[4] is not None:
+                    if extras is None:
+                        extras = ([], None)
+                    break
+        if extras is not None:
+            event_json = self._with_scope(event_json, members, extras)
+        # Unique, not secret: a random per-process prefix and a counter, no system call.
+        event_id = f"{self._id_prefix}{next(self._id_counter):016x}"
+        payload = b"".join(
+            (
+                b'{"event_id":"',
+                event_id.encode(),
+                b'","spans":[',
+                b",".join(spans),
+                b"],",
+                event_json[1:-1],
+                self._static_suffix(client),
+            )
+        )
+        headers: dict[str, Any] = {"event_id": event_id, "sent_at": self._sent_at}
         dsc_base = self._dsc_base(client)
         if dsc_base is not None:
-            headers["trace"] = {
-                **dsc_base,
-                "trace_id": event["contexts"]["trace"]["trace_id"],
-                "transaction": event["transaction"],
-            }
+            trace_header = dsc_base.copy()
+            trace_header["trace_id"] = trace_hex
+            trace_header["transaction"] = name
+            headers["trace"] = trace_header
+        # The SDK reads payload.json only to count the spans of a dropped transaction.
         envelope = Envelope(
             headers=headers,
-            items=[Item(payload=PayloadRef(bytes=payload, json=event), type="transaction")],
+            items=[
+                Item(
+                    payload=PayloadRef(bytes=payload, json={"spans": spans}),
+                    type="transaction",
+                )
+            ],
         )
         if spotlight is not None:
             with internal_errors("sentry.spotlight"):
@@ -502,24 +684,57 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             self._wait_for_room(transport)
             transport.capture_envelope(envelope)
 
+    def _with_scope(
+        self,
+        event_json: bytes,
+        members: list[_Rec],
+        extras: tuple[list[tuple[str, Any]], list[dict[str, Any]] | None],
+    ) -> bytes:
+        """The event with the scope API's user, tags and contexts and the breadcrumbs of its
+        spans (children first and the root last, so the root's values win)."""
+        items: list[tuple[str, Any]] = []
+        crumbs: list[dict[str, Any]] = []
+        for member in members:
+            if member[4] is not None:
+                items.extend(member[4][0])
+                crumbs.extend(member[4][1] or ())
+        items.extend(extras[0])
+        crumbs.extend(extras[1] or ())
+        if not items and not crumbs:
+            return event_json
+        event = orjson.loads(event_json)
+        if items:
+            tags = dict(event.get("tags") or {})
+            user: dict[str, Any] = {}
+            self._scope_from_items(items, tags, user, event["contexts"])
+            if tags:
+                event["tags"] = tags
+            if user:
+                event["user"] = user
+        if crumbs:
+            crumbs.sort(key=lambda c: c["timestamp"])
+            event["breadcrumbs"] = {"values": crumbs[-100:]}
+        return dumps(event)
+
     def _wait_for_room(self, transport: Any) -> None:
         if transport is not self._workers_for:
             self._workers_for = transport
-            # The SDK's HTTP transport and the local log (and its inner HTTP half) queue
-            # envelopes on BackgroundWorkers; their full() tells us to wait.
-            self._workers = [
-                w
-                for w in (
-                    getattr(transport, "_worker", None),
-                    getattr(getattr(transport, "inner", None), "_worker", None),
-                )
-                if w is not None and callable(getattr(w, "full", None))
-            ]
+            # Our transports (local log, batching HTTP) say whether they would drop now; the
+            # SDK's own queue envelopes on a BackgroundWorker, whose full() says the same.
+            self._workers = []
+            for holder in (transport, getattr(transport, "inner", None)):
+                if holder is None:
+                    continue
+                check = getattr(holder, "queue_full", None)
+                if check is None:
+                    check = getattr(getattr(holder, "_worker", None), "full", None)
+                if callable(check):
+                    self._workers.append(check)
         workers = self._workers
-        if not workers or not any(w.full() for w in workers):
+        if not workers or not any(full() for full in workers):
             return
         deadline = time.monotonic() + BACKPRESSURE_WAIT_S
-        while any(w.full() for w in workers):
+        while any(full() for full in workers):
             if time.monotonic() >= deadline or self._stopped:
                 self._log.add(
                     "transport_full",
@@ -529,86 +744,6 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                 )
                 return
             time.sleep(0.002)
-
-    def _transaction_event(
-        self,
-        tid: int,
-        root: ReadableSpan,
-        members: list[tuple[int, ReadableSpan, int]],
-    ) -> tuple[dict[str, Any], list[str]]:
-        """The transaction event without its spans, and the spans as JSON fragments."""
-        scrubber = self._scrubber
-        trace_hex = format(tid, "032x")
-        dropped = len(members) - self._max_spans
-        if dropped > 0:
-            members = sorted(members, key=lambda m: m[1].start_time or 0)[: self._max_spans]
-            self._record_lost("buffer_overflow", dropped)
-            self._log.add(
-                "max_spans",
-                dropped,
-                "widgettrace: a transaction had more than WIDGETTRACE_MAX_SPANS_PER_TRANSACTION "
-                "spans; %d spans dropped (counted in Sentry client reports as buffer_overflow)",
-            )
-        scope_items: list[tuple[str, Any]] = []
-        spans_json = [
-            span_json(span, sid, psid, trace_hex, scrubber, scope_items)
-            for sid, span, psid in members
-        ]
-        has_events = False
-        for _, span, _ in members:
-            if span._events:
-                has_events = True
-                break
-
-        attrs = attributes_of(root)
-        kind = root.kind
-        name, source = transaction_name(root.name, kind, attrs)
-        data = scrubber.data(attrs, scope_items)
-        if root._events:
-            data["otel.events"] = events_json(root, scrubber)
-        trace_context: dict[str, Any] = {
-            "trace_id": trace_hex,
-            "span_id": format(root.context.span_id, "016x"),
-            "op": op_for(kind, attrs),
-            "status": status_for(root.status.status_code, attrs),
-            "origin": "auto.otel",
-            "data": data,
-        }
-        description = description_for(root.name, kind, attrs)
-        if description != name:
-            trace_context["description"] = description
-        if root.parent is not None:
-            trace_context["parent_span_id"] = format(root.parent.span_id, "016x")
-        contexts: dict[str, Any] = {"trace": trace_context}
-
-        tags = self._resource_tags
-        user: dict[str, Any] = {}
-        if scope_items:
-            tags = dict(tags)
-            self._scope_from_items(scope_items, tags, user, contexts)
-
-        event: dict[str, Any] = {
-            "type": "transaction",
-            # Unique, not secret: no system call per transaction.
-            "event_id": f"{_getrandbits(128):032x}",
-            "transaction": name,
-            "transaction_info": {"source": source},
-            "start_timestamp": root.start_time / 1e9,  # type: ignore[operator]
-            "timestamp": root.end_time / 1e9,  # type: ignore[operator]
-            "contexts": contexts,
-        }
-        if tags:
-            event["tags"] = tags
-        if user:
-            event["user"] = user
-        crumbs = (
-            breadcrumbs_from([root, *(m[1] for m in members)], scrubber)
-            if has_events or root._events
-            else []
-        )
-        if crumbs:
-            event["breadcrumbs"] = {"values": crumbs}
-        return event, spans_json
 
     def _scope_from_items(
         self,
@@ -815,6 +950,9 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
 
 def _pending_envelopes(transport: Any) -> int:
     """Envelopes still queued in the SDK transport's background worker(s)."""
+    counted = getattr(transport, "pending_envelopes", None)
+    if callable(counted):
+        return int(counted())
     pending = 0
     for holder in (transport, getattr(transport, "inner", None)):
         queue = getattr(getattr(holder, "_worker", None), "_queue", None)
@@ -851,10 +989,19 @@ def configure_sentry(
         transport = _local_transport(options, settings)
     if transport is not None:
         options["transport"] = transport
+    elif settings.sentry_dsn:
+        # The SDK's HTTP transport, handed envelopes in batches (see _batching).
+        transport_class = http_transport_class(options)
+        if transport_class is not None:
+            options["transport"] = transport_class
     if not settings.sentry_dsn and transport is None and "spotlight" not in options:
         logger.info("widgettrace: no SENTRY_DSN, local log off and no Spotlight: Sentry is off")
         return None
     sentry_sdk.init(**options)
+    # The SDK's logger sits at DEBUG and drops debug records in a filter unless debug is on:
+    # every envelope sent then builds a LogRecord (and its caller lookup) for nothing, ~10 us
+    # on the transport's thread. Off, the level itself says no; SENTRY_DEBUG keeps it at DEBUG.
+    sdk_logger.setLevel(logging.DEBUG if options["debug"] else logging.INFO)
     client = sentry_sdk.get_client()
     if client.options is not None:
         # Spotlight without a DSN makes the SDK turn PII on; ours is WIDGETTRACE_SEND_DEFAULT_PII.

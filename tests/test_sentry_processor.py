@@ -199,6 +199,82 @@ def test_child_ending_after_its_root_is_sent_in_the_same_trace() -> None:
     assert [s["description"] for s in by_name["background cleanup"]["spans"]] == ["grandchild"]
 
 
+def test_a_child_ending_within_the_grace_joins_its_roots_transaction() -> None:
+    with sentry_pipeline(grace_s=5.0) as p:
+        tracer = p.tracer
+        root = tracer.start_span("request")
+        child = tracer.start_span("cleanup", context=trace.set_span_in_context(root))
+        root.end()
+        time.sleep(0.2)  # drained: the root waits out its grace
+        assert p.transport.transactions() == []
+        child.end()
+        p.flush()
+        txs = p.transport.transactions()
+        assert p.processor._buffered == 0
+    assert_valid(txs)
+    (tx,) = txs
+    assert tx["transaction"] == "request"
+    assert [s["description"] for s in tx["spans"]] == ["cleanup"]
+
+
+def test_late_spans_of_a_late_span_follow_it_and_keep_their_data() -> None:
+    with sentry_pipeline(grace_s=0.01) as p:
+        tracer = p.tracer
+        root = tracer.start_span("request", kind=SpanKind.SERVER)
+        late = tracer.start_span(
+            "fetch",
+            context=trace.set_span_in_context(root),
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "GET", "url.full": "http://hub.local/x?token=s3"},
+        )
+        later = tracer.start_span("parse", context=trace.set_span_in_context(late))
+        root.end()
+        p.flush()  # the root alone
+        late.end()
+        p.flush()  # the late child as its own transaction; its child still open
+        later.set_attribute("widget.tag.stage", "parse")
+        later.end()
+        p.flush()  # its parent was sent: due at once, not held for the open-span timeout
+        txs = p.transport.transactions()
+        # Sent span ids of this trace are remembered (a set now: three sends).
+        tid = root.get_span_context().trace_id
+        assert isinstance(p.processor._sent[tid], set)
+    assert_valid(txs)
+    by_name = {t["transaction"]: t for t in txs}
+    assert sorted(by_name) == ["fetch", "parse", "request"]
+    fetch = by_name["fetch"]["contexts"]["trace"]
+    assert fetch["op"] == "http.client"
+    assert fetch["description"] == "GET hub.local/x"
+    assert fetch["data"]["url.full"] == "http://hub.local/x?token=[Filtered]"
+    assert fetch["parent_span_id"] == format(root.get_span_context().span_id, "016x")
+    parse = by_name["parse"]
+    assert parse["contexts"]["trace"]["parent_span_id"] == format(
+        late.get_span_context().span_id, "016x"
+    )
+    assert parse["tags"]["stage"] == "parse"
+    assert parse["tags"]["service.name"] == "widgets-api"
+
+
+def test_sent_span_ids_are_forgotten_after_the_retention(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from widgettrace.exporters import sentry as sentry_mod
+
+    monkeypatch.setattr(sentry_mod, "SENT_RETENTION_S", 0.0)
+    with sentry_pipeline(grace_s=0.0) as p:
+        for i in range(50):
+            with p.tracer.start_as_current_span(f"job {i}"):
+                pass
+        p.flush()
+        assert len(p.transport.transactions()) == 50
+        # The next expiry scan (at most a second away) forgets them all.
+        deadline = time.monotonic() + 5
+        while p.processor._sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert p.processor._sent == {}
+        assert p.processor._open == {}
+
+
 def test_children_of_a_never_ended_span_are_sent_after_the_timeout() -> None:
     with sentry_pipeline(open_span_timeout_s=0.3) as p:
         tracer = p.tracer

@@ -33,6 +33,7 @@ they are counted in ``rejected``.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import inspect
 import json
@@ -141,10 +142,14 @@ def parse_auth_header(value: str) -> dict[str, str]:
     return out
 
 
-def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[EnvelopeItem]]:
+def parse_envelope(
+    body: bytes, decode: Callable[[str], bool] | None = None
+) -> tuple[dict[str, Any], list[EnvelopeItem]]:
     """Split an envelope into its headers and items (payload JSON decoded where it is JSON).
 
-    Raises ``ValueError`` on a malformed envelope (bad header JSON, ``length`` past the end).
+    ``decode(item_type)`` says which payloads to JSON-decode (default: all); the others keep
+    ``json=None``. Raises ``ValueError`` on a malformed envelope (bad header JSON, ``length`` past
+    the end).
     """
     first_nl = body.find(b"\n")
     header_line = body if first_nl < 0 else body[:first_nl]
@@ -175,7 +180,14 @@ def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[EnvelopeItem]]:
             nl = body.find(b"\n", pos)
             payload = body[pos:] if nl < 0 else body[pos:nl]
             pos = len(body) if nl < 0 else nl + 1
-        items.append(EnvelopeItem(headers=item_headers, payload=payload, json=_maybe_json(payload)))
+        wanted = decode is None or decode(str(item_headers.get("type", "")))
+        items.append(
+            EnvelopeItem(
+                headers=item_headers,
+                payload=payload,
+                json=_maybe_json(payload) if wanted else None,
+            )
+        )
     return headers, items
 
 
@@ -242,8 +254,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for key, value in (extra_headers or {}).items():
             self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
+        # end_headers() then wfile.write(body) is two writes, and the client wakes up twice; the
+        # blank line and the body go out with the headers in one write instead.
+        self._headers_buffer.append(b"\r\n" + body)
+        self.flush_headers()
 
     def do_GET(self) -> None:
         if urlsplit(self.path).path.rstrip("/") in ("", "/_health"):
@@ -299,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
         endpoint: Literal["envelope", "store"] = "envelope" if parts[2] == "envelope" else "store"
         try:
             if endpoint == "envelope":
-                env_headers, items = parse_envelope(decoded)
+                env_headers, items = parse_envelope(decoded, receiver._decode_item)
             else:
                 event = json.loads(decoded)
                 env_headers = {"event_id": event.get("event_id")}
@@ -346,15 +360,31 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = False
+    # restart() rebinds the port it had while its old connections may be in TIME_WAIT (on Linux
+    # SO_REUSEADDR never lets two servers listen on one port).
+    allow_reuse_address = True
     receiver: SentryReceiver
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.receiver._cond:
+            self.receiver._connections.add(request)
+            self.receiver._accepted += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.receiver._cond:
+            self.receiver._connections.discard(request)
+        super().shutdown_request(request)
 
 
 class SentryReceiver:
     """A Sentry-protocol HTTP receiver on 127.0.0.1 (see the module docstring).
 
     ``normalize=False`` skips relay normalisation (for load tests where it would be the bottleneck);
-    ``keep_payloads=False`` keeps only counts per item type (for very long runs).
+    ``keep_payloads=False`` keeps only counts per item type and the client reports' drop counts
+    (for very long runs). With both, item payloads other than client reports are not even
+    JSON-decoded (a lean counting mode: the receiver stands in for Relay, which is far faster than
+    this Python server, so it must not be what limits a load measurement).
     """
 
     def __init__(
@@ -373,12 +403,16 @@ class SentryReceiver:
         self._envelopes: list[ReceivedEnvelope] = []
         self._rejected: list[RejectedRequest] = []
         self._counts: dict[str, int] = {}
+        self._discarded: dict[tuple[str, str], int] = {}
         self._generation = 0
         self._fault: tuple[FaultMode, dict[str, Any]] | None = None
         self._fault_remaining: int | None = None
         self._closing = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._port = 0
+        self._connections: set[socket.socket] = set()
+        self._accepted = 0
         with _watchers_lock:
             for watcher in _watchers:
                 watcher.append(self)
@@ -388,7 +422,7 @@ class SentryReceiver:
         if self._server is not None:
             return self
         self._closing.clear()
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", self._port), _Handler)
         server.receiver = self
         self._server = server
         self._thread = threading.Thread(
@@ -408,8 +442,31 @@ class SentryReceiver:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        # Kept-alive connections would otherwise still be served by their handler threads after
+        # the server stopped; a stopped receiver is gone, like a restarted Sentry.
+        with self._cond:
+            connections, self._connections = list(self._connections), set()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         self._server = None
         self._thread = None
+
+    def restart(self) -> None:
+        """Stop (dropping every open connection) and start again on the same port."""
+        port = self.port
+        self.stop()
+        self._port = port
+        try:
+            self.start()
+        finally:
+            self._port = 0
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since the receiver was created."""
+        with self._cond:
+            return self._accepted
 
     def __enter__(self) -> SentryReceiver:
         return self.start()
@@ -482,6 +539,10 @@ class SentryReceiver:
             return fault
 
     # -- recording ---------------------------------------------------------------------------
+    def _decode_item(self, item_type: str) -> bool:
+        """Whether to JSON-decode an item's payload (all, except in the lean counting mode)."""
+        return self.normalize or self.keep_payloads or item_type == "client_report"
+
     def _accept(self, envelope: ReceivedEnvelope) -> None:
         if self.normalize:
             for item in envelope.items:
@@ -491,6 +552,11 @@ class SentryReceiver:
         with self._cond:
             for item in envelope.items:
                 self._counts[item.type] = self._counts.get(item.type, 0) + 1
+                if item.type == "client_report" and isinstance(item.json, dict):
+                    for entry in item.json.get("discarded_events") or []:
+                        key = (str(entry.get("reason")), str(entry.get("category")))
+                        quantity = int(entry.get("quantity") or 0)
+                        self._discarded[key] = self._discarded.get(key, 0) + quantity
             if self.keep_payloads:
                 self._envelopes.append(envelope)
             elif any(item.normalization_errors for item in envelope.items):
@@ -549,13 +615,12 @@ class SentryReceiver:
         return self.payloads("client_report")
 
     def discarded(self) -> dict[tuple[str, str], int]:
-        """Client reports summed up: ``{(reason, category): quantity}``."""
-        out: dict[tuple[str, str], int] = {}
-        for report in self.client_reports():
-            for entry in report.get("discarded_events") or []:
-                key = (str(entry.get("reason")), str(entry.get("category")))
-                out[key] = out.get(key, 0) + int(entry.get("quantity") or 0)
-        return out
+        """Client reports summed up: ``{(reason, category): quantity}``.
+
+        Kept even when ``keep_payloads=False`` (a load test's drop count must not read zero).
+        """
+        with self._cond:
+            return dict(self._discarded)
 
     def normalization_errors(self) -> list[tuple[EnvelopeItem, list[Any]]]:
         """``(item, relay errors)`` for each event/transaction item relay did not accept cleanly."""
@@ -569,6 +634,7 @@ class SentryReceiver:
             self._envelopes.clear()
             self._rejected.clear()
             self._counts.clear()
+            self._discarded.clear()
 
     def wait_for(
         self,

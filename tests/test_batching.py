@@ -1,0 +1,167 @@
+"""Batched hand-over to the SDK's worker, and the default HTTP transport, on the real receiver."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import sentry_sdk
+from receivers.sentry_receiver import SentryReceiver
+from sentry_sdk.client import _get_options
+from sentry_sdk.envelope import Envelope, Item, PayloadRef
+from sentry_sdk.utils import logger as sdk_logger
+from sentry_sdk.worker import BackgroundWorker
+from test_sentry_support import make_settings
+
+from widgettrace.exporters._batching import (
+    COMPRESS_MIN_BYTES,
+    BatchedSubmit,
+    BatchingHttpTransport,
+    envelope_bytes,
+)
+from widgettrace.exporters.sentry import configure_sentry
+
+
+def _envelope(i: int, pad: int = 0) -> Envelope:
+    event = {
+        "type": "transaction",
+        "event_id": f"{i:032x}",
+        "transaction": f"job {i}",
+        "start_timestamp": 1.0,
+        "timestamp": 2.0,
+        "contexts": {"trace": {"trace_id": "ab" * 16, "span_id": "cd" * 8, "op": "function"}},
+        "spans": [],
+        "extra": {"pad": "x" * pad},
+    }
+    payload = json.dumps(event).encode()
+    return Envelope(
+        headers={"event_id": event["event_id"], "sent_at": "2026-11-28T00:00:00Z"},
+        items=[Item(payload=PayloadRef(bytes=payload, json=event), type="transaction")],
+    )
+
+
+class _CountingWorker(BackgroundWorker):
+    def __init__(self) -> None:
+        super().__init__(queue_size=100)
+        self.jobs = 0
+
+    def submit(self, callback: Any) -> bool:
+        self.jobs += 1
+        return super().submit(callback)
+
+
+def test_a_burst_of_envelopes_is_one_worker_job_and_all_are_sent() -> None:
+    worker = _CountingWorker()
+    sent: list[int] = []
+    gate = threading.Event()
+
+    def send(item: int) -> None:
+        gate.wait(5)  # hold the first job so the rest of the burst queues behind it
+        sent.append(item)
+
+    batch: BatchedSubmit[int] = BatchedSubmit(worker, send, max_pending=1000)
+    for i in range(500):
+        assert batch.submit(i)
+    gate.set()
+    worker.flush(5)
+    assert sent == list(range(500))
+    assert worker.jobs <= 2  # one job (and one GIL handoff) per burst, not 500
+    # After the burst, the next envelope schedules a new job.
+    assert batch.submit(500)
+    worker.flush(5)
+    assert sent[-1] == 500
+    worker.kill()
+
+
+def test_a_full_batch_refuses_and_the_transport_counts_the_loss() -> None:
+    receiver = SentryReceiver().start()
+    try:
+        options = _get_options(dsn=receiver.dsn, transport_queue_size=5)
+        transport = BatchingHttpTransport(options)
+        gate = threading.Event()
+        # Keep the worker busy so the envelopes wait in the batch (5 fit).
+        transport._worker.submit(lambda: gate.wait(5))
+        for i in range(8):
+            transport.capture_envelope(_envelope(i))
+        assert transport.queue_full()
+        lost = dict(transport._discarded_events)  # the SDK's own client-report counters
+        assert lost[("transaction", "queue_overflow")] == 3
+        gate.set()
+        transport.flush(5)
+        assert receiver.wait_for(lambda r: r.counts().get("transaction", 0) >= 5, timeout=5)
+        transport.kill()
+    finally:
+        receiver.stop()
+
+
+def test_small_bodies_go_uncompressed_and_large_ones_gzip(sentry_receiver: SentryReceiver) -> None:
+    options = _get_options(dsn=sentry_receiver.dsn, _experiments={"transport_compression_level": 1})
+    transport = BatchingHttpTransport(options)
+    transport.capture_envelope(_envelope(1))
+    transport.capture_envelope(_envelope(2, pad=COMPRESS_MIN_BYTES * 2))
+    transport.flush(5)
+    assert sentry_receiver.wait_for(lambda r: len(r.envelopes) == 2, timeout=5)
+    by_name = {e.items[0].json["transaction"]: e for e in sentry_receiver.envelopes}
+    assert by_name["job 1"].content_encoding == ""
+    assert by_name["job 2"].content_encoding == "gzip"
+    transport.kill()
+
+
+def test_envelope_bytes_is_the_sdk_serialisation() -> None:
+    envelope = _envelope(7, pad=100)
+    assert envelope_bytes(envelope) == envelope.serialize()
+    # gzip of it round-trips (what the receiver decodes)
+    assert gzip.decompress(gzip.compress(envelope_bytes(envelope))) == envelope.serialize()
+
+
+def test_a_forked_child_does_not_resend_what_the_parent_queued() -> None:
+    worker = BackgroundWorker(queue_size=10)
+    sent: list[int] = []
+    gate = threading.Event()
+    batch: BatchedSubmit[int] = BatchedSubmit(
+        worker, lambda i: (gate.wait(5), sent.append(i)), max_pending=10
+    )
+    batch.submit(1)
+    batch.submit(2)
+    pid = os.fork()
+    if pid == 0:  # the child: nothing pending, and a fresh lock
+        code = 0 if batch.pending() == 0 and not batch._lock.locked() else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    gate.set()
+    worker.flush(5)
+    worker.kill()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sent == [1, 2]
+
+
+def test_configure_sentry_picks_the_batching_transport_and_quiets_sdk_debug(
+    sentry_receiver: SentryReceiver,
+) -> None:
+    settings = make_settings(sentry_dsn=sentry_receiver.dsn, log_path=None)
+    processor = configure_sentry(settings, None)
+    try:
+        assert isinstance(sentry_sdk.get_client().transport, BatchingHttpTransport)
+        # Debug off: the SDK's logger no longer builds a record per envelope sent.
+        assert not sdk_logger.isEnabledFor(logging.DEBUG)
+    finally:
+        assert processor is not None
+        processor.shutdown()
+        sentry_sdk.get_client().close()
+        sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
+    debug = make_settings(sentry_dsn=sentry_receiver.dsn, log_path=None, sentry_debug=True)
+    processor = configure_sentry(debug, None)
+    try:
+        assert sdk_logger.isEnabledFor(logging.DEBUG)
+    finally:
+        assert processor is not None
+        processor.shutdown()
+        sentry_sdk.get_client().close()
+        sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
+        sdk_logger.setLevel(logging.DEBUG)
+    time.sleep(0)
