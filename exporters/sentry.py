@@ -369,18 +369,19 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             # parent id 0: a local root (no parent, or a remote one).
             psid = 0 if parent is None or parent.is_remote else parent.span_id
             buf = open_.get(tid)
-            if buf is None:
-                buf = open_[tid] = _Trace(now, format(tid, "032x"))
+            trace_hex = format(tid, "032x") if buf is None else buf.hex
             # Serialised now, not when its transaction is due: what waits is then bytes and
             # small tuples, which the garbage collector does not walk, instead of span objects.
             try:
-                rec = record(span, sid, psid, buf.hex)
+                rec = record(span, sid, psid, trace_hex)
             except Exception as exc:
                 with internal_errors("sentry.build_span"):
                     raise exc
                 continue
             if rec is None:
                 continue
+            if buf is None:
+                buf = open_[tid] = _Trace(now, trace_hex)
             buf.spans[sid] = rec
             count += 1
             if buf.due is None and (not psid or _contains(sent.get(tid), psid)):
@@ -469,23 +470,17 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                             del spans[sid]
             del spans[top_sid]
             self._buffered -= len(members) + 1
-            if sent is None and not ids:
-                sent = top_sid  # the common case, a root alone: no set for the GC to walk
-                self._forget.append((now, tid))
+            if sent is None:
+                # A root alone (the common case) is remembered as a bare int: no set to walk.
+                sent = {top_sid, *ids} if ids else top_sid
             else:
-                if sent is None:
-                    sent = set()
-                    self._forget.append((now, tid))
-                elif type(sent) is int:
+                if type(sent) is int:
                     sent = {sent}
-                    self._last_sent[tid] = now
-                    self._forget.append((now, tid))
-                else:
-                    self._last_sent[tid] = now
-                    self._forget.append((now, tid))
                 sent.add(top_sid)  # type: ignore[union-attr]
                 sent.update(ids)  # type: ignore[union-attr]
+                self._last_sent[tid] = now  # sent to again: forget from this send on
             self._sent[tid] = sent
+            self._forget.append((now, tid))
             try:
                 self._send_transaction(buf.hex, top_sid, top, members)
             except Exception as exc:
@@ -640,12 +635,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                     "Sentry client reports as buffer_overflow)",
                 )
             spans = [m[2] for m in members]
-            for member in members:
-                if member[4] is not None:
-                    if extras is None:
-                        extras = ([], None)
-                    break
-        if extras is not None:
+        if extras is not None or any(m[4] is not None for m in members):
             event_json = self._with_scope(event_json, members, extras)
         # Unique, not secret: a random per-process prefix and a counter, no system call.
         event_id = f"{self._id_prefix}{next(self._id_counter):016x}"
@@ -688,7 +678,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self,
         event_json: bytes,
         members: list[_Rec],
-        extras: tuple[list[tuple[str, Any]], list[dict[str, Any]] | None],
+        extras: tuple[list[tuple[str, Any]], list[dict[str, Any]] | None] | None,
     ) -> bytes:
         """The event with the scope API's user, tags and contexts and the breadcrumbs of its
         spans (children first and the root last, so the root's values win)."""
@@ -698,8 +688,9 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             if member[4] is not None:
                 items.extend(member[4][0])
                 crumbs.extend(member[4][1] or ())
-        items.extend(extras[0])
-        crumbs.extend(extras[1] or ())
+        if extras is not None:
+            items.extend(extras[0])
+            crumbs.extend(extras[1] or ())
         if not items and not crumbs:
             return event_json
         event = orjson.loads(event_json)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
 import threading
-import time
 from typing import Any
 
 import sentry_sdk
@@ -115,8 +113,6 @@ def test_small_bodies_go_uncompressed_and_large_ones_gzip(sentry_receiver: Sentr
 def test_envelope_bytes_is_the_sdk_serialisation() -> None:
     envelope = _envelope(7, pad=100)
     assert envelope_bytes(envelope) == envelope.serialize()
-    # gzip of it round-trips (what the receiver decodes)
-    assert gzip.decompress(gzip.compress(envelope_bytes(envelope))) == envelope.serialize()
 
 
 def test_a_forked_child_does_not_resend_what_the_parent_queued() -> None:
@@ -164,4 +160,3 @@ def test_configure_sentry_picks_the_batching_transport_and_quiets_sdk_debug(
         sentry_sdk.get_client().close()
         sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
         sdk_logger.setLevel(logging.DEBUG)
-    time.sleep(0)
