@@ -317,13 +317,30 @@ def format_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def bench_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The common command line of a bench script: ``--quick`` (smoke-test sizes)."""
+def bench_args(
+    description: str,
+    argv: Sequence[str] | None = None,
+    flags: Sequence[tuple[str, str]] = (),
+) -> argparse.Namespace:
+    """The common command line of a bench script: ``--quick`` (smoke-test sizes), plus the
+    script's own on/off ``flags`` as (``--name``, help)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--quick", action="store_true", help="small sizes for a smoke test (numbers are rough)"
     )
+    for flag, help_text in flags:
+        parser.add_argument(flag, action="store_true", help=help_text)
     return parser.parse_args(argv)
+
+
+def pin_cpus() -> tuple[int, int] | None:
+    """Two CPUs to keep a server and its load generator apart, or None (fewer than two, or no
+    ``sched_setaffinity``). On a shared 2-core VM, letting the scheduler mix them moved the same
+    case by a third from run to run; pinned, each side keeps its core's caches."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[-1]) if len(cpus) >= 2 else None
 
 
 def run_wrk(url: str, duration: float, connections: int) -> dict[str, Any]:

@@ -28,6 +28,11 @@ keep-alive HTTP/1.1 on 8 connections). Cases run interleaved in rounds (A B C D 
 median requests/s per case is compared with ``bare``. The server's own CPU time per request (all
 of its threads, from ``/proc``) is reported too: on a shared 2-core machine it moves less than
 throughput does.
+
+CPUs: with two or more, each server is pinned to one CPU (with all its threads: the background
+export threads compete with the requests, so their whole CPU cost shows in throughput) and the
+load generator to another. Unpinned (``--spread``), the scheduler moved servers, their threads
+and wrk across the two cores at will and the same case varied by a third from run to run.
 """
 
 from __future__ import annotations
@@ -123,8 +128,11 @@ def build_app(case: str) -> Any:
     return app
 
 
-def serve(case: str) -> None:
+def serve(case: str, cpu: int | None = None) -> None:
     import uvicorn
+
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # every thread it starts inherits the one core
 
     # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP;
     # without it every keep-alive response waits ~40 ms for the client's delayed ACK.
@@ -192,10 +200,22 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def main() -> None:
-    from _harness import bench_args, command_line, format_rows, ratio_rows, stats_of, write_result
+    from _harness import (
+        bench_args,
+        command_line,
+        format_rows,
+        pin_cpus,
+        ratio_rows,
+        stats_of,
+        write_result,
+    )
 
-    args = bench_args(__doc__ or "")
+    args = bench_args(
+        __doc__ or "",
+        flags=[("--spread", "do not pin the servers and the load generator to separate CPUs")],
+    )
     rounds, seconds = (3, 1.0) if args.quick else (11, 3.0)
+    pins = None if args.spread else pin_cpus()
     use_wrk = shutil.which("wrk") is not None
     connections = 8
     me = str(Path(__file__).resolve())
@@ -204,13 +224,16 @@ def main() -> None:
     ports: dict[str, int] = {}
     try:
         for case in CASES:
-            proc = subprocess.Popen(
-                [sys.executable, me, "--serve", case], stdout=subprocess.PIPE, text=True, env=env
-            )
+            command = [sys.executable, me, "--serve", case]
+            if pins is not None:
+                command.append(str(pins[1]))
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
             servers[case] = proc
             assert proc.stdout is not None
             ports[case] = int(proc.stdout.readline())
         time.sleep(1.0)  # let uvicorn start accepting
+        if pins is not None:
+            os.sched_setaffinity(0, {pins[0]})  # the load generator inherits this core
         samples: dict[str, list[float]] = {case: [] for case in CASES}
         cpu: dict[str, list[float]] = {case: [] for case in CASES}
         for round_no in range(rounds + 1):  # round 0 warms up
@@ -249,13 +272,16 @@ def main() -> None:
     rows += ratio_rows(cpu_stats, unit="us/request", baseline="bare/server_cpu", scale=1e6)
     for row in rows:
         row["load"] = "wrk -t1 -c8" if use_wrk else "python asyncio, 8 connections"
+        row["cpus"] = (
+            f"server pinned to CPU {pins[1]}, load to CPU {pins[0]}" if pins else "not pinned"
+        )
     print(format_rows(rows))
     print(f"wrote {write_result('fastapi_sentry', rows, command_line())}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
-        serve(sys.argv[2])
+        serve(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None)
     elif len(sys.argv) > 4 and sys.argv[1] == "--load":
         load(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))
     else:

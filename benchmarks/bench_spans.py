@@ -26,13 +26,21 @@ so background export threads are charged to their pipeline.
 Each pipeline runs in its own worker process, and the driver asks them for one sample at a time
 in A B C D E A B C D E ... order (the others wait, blocked on a pipe): interleaved as before, but
 no pipeline pays for another's heap (the garbage collector walks every live object of its
-process, and sentry-sdk's processor keeps many alive) or for its idle background thread.
+process, and sentry-sdk's processor keeps many alive) or for its idle background thread. The
+workers are started afresh three times (6 rounds each): a process's memory layout can make
+everything in it faster or slower for its whole life.
+
+CPUs: with two or more, every worker (with its background threads) is pinned to one CPU and the
+driver to another, so a pipeline's export thread competes with its application thread for the
+same core, as in a one-process-per-core server, and no run depends on where the scheduler put
+the threads (``--spread`` turns this off: on a shared 2-core VM that moved results by a third).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -47,6 +55,7 @@ from _harness import (
     bench_args,
     command_line,
     format_rows,
+    pin_cpus,
     ratio_rows,
     stats_of,
     write_result,
@@ -147,8 +156,10 @@ def _pipeline(name: str) -> tuple[TracerProvider | None, _DropTransport | None]:
     return provider, None
 
 
-def worker(name: str) -> None:
+def worker(name: str, cpu: int | None = None) -> None:
     """Serve samples of one pipeline: read ``<workload> <number>``, answer CPU seconds per call."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # its export threads too (they inherit it)
     provider, transport = _pipeline(name)
     tracer = (
         trace.NoOpTracerProvider().get_tracer("bench")
@@ -174,12 +185,12 @@ def worker(name: str) -> None:
 
 
 class _Worker:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, cpu: int | None) -> None:
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", name]
+        if cpu is not None:
+            command.append(str(cpu))
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         if self._read() != "ready":
             raise RuntimeError(f"bench_spans worker {name} did not start")
@@ -203,21 +214,31 @@ class _Worker:
 
 
 def main() -> None:
-    args = bench_args(__doc__ or "")
-    rounds, number = (5, 300) if args.quick else (15, 2000)
-    workers = {name: _Worker(name) for name in PIPELINES}
+    args = bench_args(
+        __doc__ or "",
+        flags=[("--spread", "do not pin the workers to one CPU and the driver to another")],
+    )
+    generations, rounds, number = (1, 5, 300) if args.quick else (3, 6, 2000)
+    pins = None if args.spread else pin_cpus()
+    if pins is not None:
+        os.sched_setaffinity(0, {pins[0]})
     samples: dict[str, list[float]] = {f"{n}/{w}": [] for n in PIPELINES for w in ("root", "tree")}
     envelopes = 0
-    try:
-        for round_no in range(rounds + 1):  # round 0 warms up
-            for workload in ("root", "tree"):
-                for name, w in workers.items():
-                    value = w.sample(workload, number)
-                    if round_no:
-                        samples[f"{name}/{workload}"].append(value)
-    finally:
-        for w in workers.values():
-            envelopes += w.close()
+    for _ in range(generations):
+        # Fresh processes per generation: one process's memory layout can make everything in it
+        # slower or faster for its whole life; several generations average that out.
+        workers = {name: _Worker(name, pins[1] if pins else None) for name in PIPELINES}
+        try:
+            for round_no in range(rounds + 1):  # round 0 warms up
+                for workload in ("root", "tree"):
+                    for name, w in workers.items():
+                        value = w.sample(workload, number)
+                        if round_no:
+                            samples[f"{name}/{workload}"].append(value)
+        finally:
+            for w in workers.values():
+                envelopes += w.close()
+    rounds *= generations
     stats = {case: stats_of(values) for case, values in samples.items()}
     providers = PIPELINES
     per_span = {}
@@ -247,6 +268,10 @@ def main() -> None:
                 "derived": "(tree - root) / 9 from medians",
             }
         )
+    for row in rows:
+        row["cpus"] = (
+            f"workers pinned to CPU {pins[1]}, driver to CPU {pins[0]}" if pins else "not pinned"
+        )
     print(format_rows(rows))
     path = write_result("spans", rows, command_line())
     print(f"wrote {path}; the Sentry transports saw {envelopes} envelopes")
@@ -254,6 +279,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        worker(sys.argv[2])
+        worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None)
     else:
         main()

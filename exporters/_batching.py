@@ -20,6 +20,7 @@ reports, ``record_lost_event``) is unchanged.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 import weakref
@@ -32,6 +33,7 @@ import orjson
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import capture_internal_exceptions, json_dumps
+from sentry_sdk.utils import logger as sdk_logger
 
 from widgettrace.exporters._http import KeepAliveRequests
 
@@ -171,6 +173,28 @@ class BatchingHttpTransport(KeepAliveRequests, HttpTransport):
     def queue_full(self) -> bool:
         """Whether envelopes would be dropped now (the span processor waits instead)."""
         return self._batch.full()
+
+    def _prepare_envelope(
+        self, envelope: Envelope
+    ) -> tuple[Envelope, io.BytesIO, dict[str, str]] | None:
+        """The SDK's ``_prepare_envelope`` while no rate limit was ever received.
+
+        The SDK's version checks every item against ``_disabled_until`` (two clock reads each),
+        copies the envelope, and builds a debug log line (its ``description`` walks the items)
+        that is then dropped: several microseconds a transaction. With ``_disabled_until``
+        empty no item can be over quota, so what remains is attaching a pending client report
+        and serialising. Once a rate limit arrives, the SDK's own method runs from then on.
+        """
+        if self._disabled_until or sdk_logger.isEnabledFor(logging.DEBUG):
+            return super()._prepare_envelope(envelope)
+        client_report = self._fetch_pending_client_report(interval=30)
+        if client_report is not None:
+            envelope = Envelope(headers=envelope.headers, items=[*envelope.items, client_report])
+        content_encoding, body = self._serialize_envelope(envelope)
+        headers = {"Content-Type": "application/x-sentry-envelope"}
+        if content_encoding:
+            headers["Content-Encoding"] = content_encoding
+        return envelope, body, headers
 
     def _serialize_envelope(self, envelope: Envelope) -> tuple[str | None, io.BytesIO]:
         algo = self._compression_algo

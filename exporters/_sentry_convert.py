@@ -21,13 +21,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST
 from sentry_sdk.tracing import get_span_status_from_http_code
 
@@ -36,10 +39,13 @@ from widgettrace.instrumentation import semconv as sc
 __all__ = [
     "FILTERED",
     "SCOPE_FLAG",
+    "Ended",
     "Fragment",
     "Scrubber",
+    "classify",
     "description_for",
     "dumps",
+    "ended",
     "op_for",
     "span_json",
     "status_for",
@@ -114,11 +120,6 @@ _SECRET_QUERY = re.compile(
     re.IGNORECASE,
 )
 
-# Attributes that can change a span's description from its name.
-_DESCRIBED = frozenset(
-    {sc.HTTP_REQUEST_METHOD, sc.HTTP_METHOD_OLD, sc.DB_QUERY_TEXT, sc.DB_STATEMENT_OLD}
-)
-
 _KEEP, _SECRET, _PII, _URL = 0, 1, 2, 3
 #: Flag on a verdict: the key carries scope API data (user, tag, context) for the event.
 SCOPE_FLAG = 4
@@ -175,6 +176,7 @@ class Scrubber:
         self,
         attributes: Mapping[str, Any],
         scope_items: list[tuple[str, Any]] | None = None,
+        keys: tuple[str, ...] | None = None,
     ) -> bytes:
         """:meth:`data`, encoded as JSON: the same result, at a fraction of the cost.
 
@@ -185,7 +187,8 @@ class Scrubber:
         """
         if not attributes:
             return b"{}"
-        keys = tuple(attributes)
+        if keys is None:
+            keys = tuple(attributes)
         shape = self._shapes.get(keys)
         if shape is None:
             shape = tuple((key, v) for key in keys if (v := self.verdict(key)))
@@ -205,7 +208,8 @@ class Scrubber:
                 elif verdict == _URL and type(raw) is str and ("?" in raw or "@" in raw):
                     out[key] = _scrub_url(raw, pii)
         blob = dumps(out)
-        if b" " in blob or b"@" in blob or b"\\" in blob or not blob.isascii():
+        # Bytes as ints: ``32 in blob`` is a memchr, ``b" " in blob`` a substring search.
+        if 32 in blob or 64 in blob or 92 in blob or not blob.isascii():  # space, @, backslash
             # Free text: the value-level scrubber (scope items were collected above).
             blob = dumps(self.data(attributes))
         return blob
@@ -364,10 +368,107 @@ def status_for(code: StatusCode, attrs: Mapping[str, Any]) -> str:
     return "ok"
 
 
-def events_json(span: ReadableSpan, scrubber: Scrubber) -> list[dict[str, Any]]:
+#: Attributes whose values op, description, status or the transaction name are read from (the
+#: others that matter, such as ``mcp.method.name``, only by presence: the key tuple has them).
+_VALUE_KEYS = (
+    sc.WIDGET_OP,
+    sc.HTTP_REQUEST_METHOD,
+    sc.HTTP_METHOD_OLD,
+    sc.HTTP_ROUTE,
+    sc.URL_PATH,
+    sc.HTTP_TARGET_OLD,
+    sc.URL_FULL,
+    sc.HTTP_URL_OLD,
+    sc.SERVER_ADDRESS,
+    sc.NET_PEER_NAME_OLD,
+    sc.GEN_AI_OPERATION_NAME,
+    sc.DB_QUERY_TEXT,
+    sc.DB_STATEMENT_OLD,
+    sc.HTTP_RESPONSE_STATUS_CODE,
+    sc.HTTP_STATUS_CODE_OLD,
+)
+_PATH_KEYS = (sc.URL_PATH, sc.HTTP_TARGET_OLD)
+_MEMO_MAX = 4096
+#: (op, description, status, transaction name, transaction source)
+Classification = tuple[str, str, str, str, str]
+_Getter = Callable[[Mapping[str, Any]], Any]
+#: attribute key tuple -> (value getter for non-client spans, value getter for client spans)
+_plans: dict[tuple[str, ...], tuple[_Getter, _Getter]] = {}
+_memo: dict[tuple[Any, ...], Classification] = {}
+
+
+def _getter(keys: list[str]) -> _Getter:
+    if not keys:
+        return lambda attrs: None
+    return itemgetter(*keys)
+
+
+def _plan(keys: tuple[str, ...]) -> tuple[_Getter, _Getter]:
+    present = [key for key in _VALUE_KEYS if key in keys]
+    # Server and internal spans read a path only when there is no route: leaving it out of the
+    # memo key is what makes every request to one route share an entry.
+    routed = sc.HTTP_ROUTE in keys
+    other = [key for key in present if not (routed and key in _PATH_KEYS)]
+    plan = (_getter(other), _getter(present))
+    if len(_plans) < _MEMO_MAX:  # key tuples are few; never let this grow
+        _plans[keys] = plan
+    return plan
+
+
+def _derive(
+    name: str, kind: SpanKind, code: StatusCode, attrs: Mapping[str, Any]
+) -> Classification:
+    txn, source = transaction_name(name, kind, attrs)
+    return (
+        op_for(kind, attrs),
+        description_for(name, kind, attrs),
+        status_for(code, attrs),
+        txn,
+        source,
+    )
+
+
+def classify(
+    name: str,
+    kind: SpanKind,
+    code: StatusCode,
+    attrs: Mapping[str, Any],
+    keys: tuple[str, ...],
+) -> Classification:
+    """(op, description, status, transaction name, source) of a span; ``keys`` is
+    ``tuple(attrs)``.
+
+    The same as :func:`op_for`, :func:`description_for`, :func:`status_for` and
+    :func:`transaction_name`, memoised on exactly what they read (the name, kind, status, the
+    attribute keys and the values of :data:`_VALUE_KEYS`): spans of one route or one widget
+    operation then cost one lookup instead of some thirty.
+    """
+    plan = _plans.get(keys)
+    if plan is None:
+        plan = _plan(keys)
+    try:
+        memo_key = (
+            keys,
+            name,
+            kind._value_,
+            code._value_,
+            plan[kind is SpanKind.CLIENT](attrs),
+        )
+        hit = _memo.get(memo_key)
+    except TypeError:  # an unhashable value (attributes given as a plain dict of lists)
+        return _derive(name, kind, code, attrs)
+    if hit is None:
+        hit = _derive(name, kind, code, attrs)
+        if len(_memo) >= _MEMO_MAX:  # URLs and queries vary without bound: start over
+            _memo.clear()
+        _memo[memo_key] = hit
+    return hit
+
+
+def events_json(events: Iterable[Event], scrubber: Scrubber) -> list[dict[str, Any]]:
     """Span events as span data: name, timestamp (s) and scrubbed attributes."""
     out = []
-    for event in span._events:
+    for event in events:
         item: dict[str, Any] = {"name": event.name, "timestamp": event.timestamp / 1e9}
         if event.attributes:
             item["attributes"] = scrubber.data(event.attributes)
@@ -375,69 +476,95 @@ def events_json(span: ReadableSpan, scrubber: Scrubber) -> list[dict[str, Any]]:
     return out
 
 
-def breadcrumbs_from(spans: Iterable[ReadableSpan], scrubber: Scrubber) -> list[dict[str, Any]]:
+def breadcrumbs_from(events: Iterable[Event], scrubber: Scrubber) -> list[dict[str, Any]]:
     """Breadcrumbs from ``breadcrumb`` span events (scope.add_breadcrumb) and exceptions."""
     crumbs: list[dict[str, Any]] = []
-    for span in spans:
-        for event in span.events:
-            attrs = event.attributes or {}
-            if event.name == sc.BREADCRUMB_EVENT:
-                crumb: dict[str, Any] = {
+    for event in events:
+        attrs = event.attributes or {}
+        if event.name == sc.BREADCRUMB_EVENT:
+            crumb: dict[str, Any] = {
+                "timestamp": event.timestamp / 1e9,
+                "level": str(attrs.get(sc.BREADCRUMB_LEVEL, "info")),
+            }
+            for key, field in (
+                (sc.BREADCRUMB_MESSAGE, "message"),
+                (sc.BREADCRUMB_CATEGORY, "category"),
+                (sc.BREADCRUMB_TYPE, "type"),
+            ):
+                if key in attrs:
+                    crumb[field] = str(attrs[key])
+            if "message" in crumb:
+                crumb["message"] = scrubber.value(crumb["message"])
+            data = {
+                k[len(sc.BREADCRUMB_DATA_PREFIX) :]: v
+                for k, v in attrs.items()
+                if k.startswith(sc.BREADCRUMB_DATA_PREFIX)
+            }
+            if data:
+                crumb["data"] = scrubber.data(data)
+            crumbs.append(crumb)
+        elif event.name == sc.EXCEPTION_EVENT:
+            crumbs.append(
+                {
                     "timestamp": event.timestamp / 1e9,
-                    "level": str(attrs.get(sc.BREADCRUMB_LEVEL, "info")),
+                    "level": "error",
+                    "category": "exception",
+                    "message": scrubber.value(
+                        f"{attrs.get(sc.EXCEPTION_TYPE, '')}: {attrs.get(sc.EXCEPTION_MESSAGE, '')}"
+                    ),
                 }
-                for key, field in (
-                    (sc.BREADCRUMB_MESSAGE, "message"),
-                    (sc.BREADCRUMB_CATEGORY, "category"),
-                    (sc.BREADCRUMB_TYPE, "type"),
-                ):
-                    if key in attrs:
-                        crumb[field] = str(attrs[key])
-                if "message" in crumb:
-                    crumb["message"] = scrubber.value(crumb["message"])
-                data = {
-                    k[len(sc.BREADCRUMB_DATA_PREFIX) :]: v
-                    for k, v in attrs.items()
-                    if k.startswith(sc.BREADCRUMB_DATA_PREFIX)
-                }
-                if data:
-                    crumb["data"] = scrubber.data(data)
-                crumbs.append(crumb)
-            elif event.name == sc.EXCEPTION_EVENT:
-                crumbs.append(
-                    {
-                        "timestamp": event.timestamp / 1e9,
-                        "level": "error",
-                        "category": "exception",
-                        "message": scrubber.value(
-                            f"{attrs.get(sc.EXCEPTION_TYPE, '')}: "
-                            f"{attrs.get(sc.EXCEPTION_MESSAGE, '')}"
-                        ),
-                    }
-                )
+            )
     crumbs.sort(key=lambda c: c["timestamp"])
     return crumbs[-100:]
 
 
-def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
-    """The span's attributes without the read-only proxy (its lookups are slow)."""
-    attrs = span._attributes
-    if attrs is None:
-        return {}
-    inner = getattr(attrs, "_dict", None)
-    return inner if inner is not None else attrs
+#: What is kept of an ended span until the export thread has encoded it: (context, parent
+#: context, name, kind, status code, attributes, events or None, start ns, end ns). Taken in
+#: ``on_end`` so that the span object itself is released on the thread that ended it.
+Ended = tuple[
+    SpanContext,
+    "SpanContext | None",
+    str,
+    SpanKind,
+    StatusCode,
+    "Mapping[str, Any] | None",
+    "Sequence[Event] | None",
+    int,
+    int,
+]
 
 
-def with_events(data: bytes, span: ReadableSpan, scrubber: Scrubber) -> bytes:
+def ended(span: ReadableSpan) -> Ended:
+    """The :data:`Ended` record of a span (the SDK's spans without their wrappers)."""
+    attrs: Any = span._attributes
+    if type(attrs) is BoundedAttributes:
+        attrs = attrs._dict
+    events: Any = span._events
+    if type(events) is BoundedList:
+        events = events._dq  # type: ignore[attr-defined]
+    return (
+        span._context,  # type: ignore[return-value]
+        span._parent,
+        span._name,
+        span._kind,
+        span._status.status_code,
+        attrs or None,
+        events or None,
+        span._start_time or 0,
+        span._end_time or 0,
+    )
+
+
+def with_events(data: bytes, events: Iterable[Event], scrubber: Scrubber) -> bytes:
     """``data`` (a JSON object) with the span's events added as ``otel.events``."""
-    events = dumps(events_json(span, scrubber))
+    encoded = dumps(events_json(events, scrubber))
     if data == b"{}":
-        return b'{"otel.events":' + events + b"}"
-    return data[:-1] + b',"otel.events":' + events + b"}"
+        return b'{"otel.events":' + encoded + b"}"
+    return data[:-1] + b',"otel.events":' + encoded + b"}"
 
 
 def span_json(
-    span: ReadableSpan,
+    span: Ended,
     span_id: int,
     parent_id: int,
     trace_hex: str,
@@ -445,33 +572,28 @@ def span_json(
     scope_items: list[tuple[str, Any]] | None = None,
 ) -> bytes:
     """One child span of a transaction, as JSON (``parent_id`` 0: none in this process)."""
-    attrs = span._attributes
-    if attrs is not None:
-        attrs = getattr(attrs, "_dict", attrs)
-    kind = span._kind
-    name = span._name
+    _, parent, name, kind, code, attrs, events, start, end = span
     if attrs:
-        data = scrubber.data_json(attrs, scope_items)
-        op = op_for(kind, attrs)
-        description = description_for(name, kind, attrs) if _DESCRIBED & attrs.keys() else name
-        status = status_for(span._status.status_code, attrs)
+        keys = tuple(attrs)
+        data = scrubber.data_json(attrs, scope_items, keys)
+        op, description, status, _, _ = classify(name, kind, code, attrs, keys)
     else:
         data = b"{}"
         op = _KIND_OPS.get(kind, "function")
         description = name
-        status = "internal_error" if span._status.status_code is StatusCode.ERROR else "ok"
-    if span._events:
-        data = with_events(data, span, scrubber)
-    if not parent_id and span._parent is not None:  # a remote parent
-        parent_id = span._parent.span_id
+        status = "internal_error" if code is StatusCode.ERROR else "ok"
+    if events:
+        data = with_events(data, events, scrubber)
+    if not parent_id and parent is not None:  # a remote parent
+        parent_id = parent.span_id
     doc: dict[str, Any] = {
         "trace_id": trace_hex,
         "span_id": f"{span_id:016x}",
         "op": op,
         "description": description,
         "status": status,
-        "start_timestamp": span._start_time / 1e9,  # type: ignore[operator]
-        "timestamp": span._end_time / 1e9,  # type: ignore[operator]
+        "start_timestamp": start / 1e9,
+        "timestamp": end / 1e9,
         "data": Fragment(data),
     }
     if parent_id:

@@ -7,8 +7,10 @@ of both, plus Spotlight when asked) and returns a :class:`WidgetTraceSpanProcess
 
 How spans travel (why it is cheap for the application):
 
-1. ``on_end`` on the application's thread only appends the ended span to a bounded deque
-   (``WIDGETTRACE_QUEUE_SIZE``). Full: the span is counted, never waited for.
+1. ``on_end`` on the application's thread only appends the ended span's fields (a tuple of
+   references, no copying or encoding) to a bounded deque (``WIDGETTRACE_QUEUE_SIZE``). Full:
+   the span is counted, never waited for. The span object itself is then freed on the thread
+   that wrote it, where its memory is hot.
 2. A daemon thread encodes each span as it drains the queue (so what waits is bytes, not span
    objects) and groups them by *local root* (no parent, or a remote parent): a short grace
    after the root ends, the root and every buffered descendant become one Sentry transaction
@@ -46,7 +48,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -66,16 +68,13 @@ from sentry_sdk.utils import logger as sdk_logger
 from widgettrace.exporters import _sentry_errors
 from widgettrace.exporters._batching import http_transport_class
 from widgettrace.exporters._sentry_convert import (
-    Fragment,
+    Ended,
     Scrubber,
-    attributes_of,
     breadcrumbs_from,
-    description_for,
+    classify,
     dumps,
-    op_for,
+    ended,
     span_json,
-    status_for,
-    transaction_name,
     with_events,
 )
 from widgettrace.instrumentation import scope as wscope
@@ -172,6 +171,22 @@ def _contains(sent: int | set[int] | None, span_id: int) -> bool:
     return span_id in sent  # type: ignore[operator]
 
 
+_TRANSACTION_ITEM_HEADERS = {"type": "transaction", "content_type": "application/json"}
+
+
+def _transaction_envelope(headers: dict[str, Any], payload: bytes, spans: list[bytes]) -> Envelope:
+    """``Envelope(headers, [Item(payload, type="transaction")])``, built the way its
+    constructors would build it, without their copies and checks (a microsecond a transaction).
+    ``tests/test_sentry_processor.py`` compares the two."""
+    item = Item.__new__(Item)
+    item.headers = _TRANSACTION_ITEM_HEADERS.copy()
+    item.payload = PayloadRef(bytes=payload, json={"spans": spans})
+    envelope = Envelope.__new__(Envelope)
+    envelope.headers = headers
+    envelope.items = [item]
+    return envelope
+
+
 def _dsn_host(client: Any) -> str | None:
     dsn = getattr(client, "parsed_dsn", None)
     return getattr(dsn, "netloc", None) if dsn is not None else None
@@ -224,13 +239,14 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             os.register_at_fork(after_in_child=restart_in_child)
 
     def _setup(self) -> None:
-        self._queue: deque[ReadableSpan] = deque()
+        self._queue: deque[Ended] = deque()
         # Event ids: unique per process (a forked child gets its own prefix here).
         self._id_prefix = f"{random.SystemRandom().getrandbits(64):016x}"
         self._id_counter = itertools.count(_getrandbits(32))
         self._sent_at = format_timestamp(datetime.now(timezone.utc))
         self._client: Any = self._get_client()
         self._static = b"}"
+        self._heads: dict[tuple[str, str, str, str, str], bytes] = {}
         self._static_for: Any = None
         self._dsc: dict[str, str] | None = None
         self._dsc_for: Any = None
@@ -263,7 +279,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         """Nothing to do: all work happens when the span ends, in the background."""
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Queue the ended span (O(1)); count it if the queue is full."""
+        """Queue what the span holds (O(1), no encoding); count it if the queue is full."""
         if not span.context.trace_flags & 1 or self._stopped:
             return
         queued = len(self._queue)
@@ -271,10 +287,19 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             with self._drop_lock:
                 self._dropped += 1
             return
-        self._queue.append(span)
+        try:
+            # Its fields, not the span: the span object is then freed here, by the thread that
+            # just wrote it, not by the export thread on another core (measured: that cost more
+            # than the rest of the export).
+            record = ended(span)
+        except Exception:  # not an SDK span after all; never raise into the application
+            with internal_errors("sentry.on_end"):
+                raise
+            return
+        self._queue.append(record)
         if queued == WAKE_AT_QUEUED:
-            # Under load, drain before the tick: ended spans are the largest objects we hold,
-            # and the garbage collector walks every one of them until they are serialised.
+            # Under load, drain before the tick: the garbage collector walks every queued
+            # attribute dict until it is serialised.
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -361,13 +386,14 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         count = 0
         while queue:
             span = popleft()
-            # Private attributes: the public properties cost a call each, per span.
-            ctx = span._context
-            parent = span._parent
-            tid = ctx.trace_id  # type: ignore[union-attr]
-            sid = ctx.span_id  # type: ignore[union-attr]
+            # A SpanContext is a tuple (trace_id, span_id, is_remote, ...): indexing it skips a
+            # property call per field, per span.
+            ctx = span[0]
+            parent = span[1]
+            tid = ctx[0]
+            sid = ctx[1]
             # parent id 0: a local root (no parent, or a remote one).
-            psid = 0 if parent is None or parent.is_remote else parent.span_id
+            psid = 0 if parent is None or parent[2] else parent[1]
             buf = open_.get(tid)
             trace_hex = format(tid, "032x") if buf is None else buf.hex
             # Serialised now, not when its transaction is due: what waits is then bytes and
@@ -436,6 +462,20 @@ class WidgetTraceSpanProcessor(SpanProcessor):
     def _flush_trace(self, tid: int, buf: _Trace, now: float, *, force: bool) -> None:
         spans = buf.spans
         buf.due = None
+        if len(spans) == 1 and tid not in self._sent:
+            # A local root alone, never sent to before: the most common transaction.
+            ((top_sid, top),) = spans.items()
+            if not top[0]:
+                del self._open[tid]
+                self._buffered -= 1
+                self._sent[tid] = top_sid
+                self._forget.append((now, tid))
+                try:
+                    self._send_transaction(buf.hex, top_sid, top, ())
+                except Exception as exc:
+                    with internal_errors("sentry.build_transaction"):
+                        raise exc
+                return
         children: dict[int, list[tuple[int, _Rec]]] = {}
         if len(spans) == 1:  # a root alone, the most common transaction
             tops = list(spans.items())
@@ -493,67 +533,89 @@ class WidgetTraceSpanProcessor(SpanProcessor):
 
     # --- building and sending --------------------------------------------------------------
 
-    def _record(self, span: ReadableSpan, sid: int, psid: int, trace_hex: str) -> _Rec | None:
+    def _record(self, span: Ended, sid: int, psid: int, trace_hex: str) -> _Rec | None:
         """What a span leaves behind until its transaction is sent (None: not to be sent).
 
         A local root keeps its transaction event (without spans); any other span its JSON as a
         child span, turned into a transaction of its own only if it ends up without its parent.
         """
         scope_items: list[tuple[str, Any]] = []
-        name = span._name
+        name = span[2]
         if psid:
             body = span_json(span, sid, psid, trace_hex, self._scrubber, scope_items)
         else:
-            if span._parent is None and span._kind is SpanKind.CLIENT:
+            attrs = span[5]
+            if span[1] is None and span[3] is SpanKind.CLIENT and attrs:
                 # The SDK's own HTTP requests to Sentry, if urllib3 is instrumented: never loop.
                 host = _dsn_host(self._client)
-                attrs = attributes_of(span)
                 url = attrs.get(sc.URL_FULL) or attrs.get(sc.HTTP_URL_OLD)
                 if host and url and host in str(url):
                     return None
-            body, name = self._top(span, trace_hex, scope_items)
-        crumbs = breadcrumbs_from([span], self._scrubber) if span._events else None
+            body, name = self._top(span, sid, trace_hex, scope_items)
+        events = span[6]
+        crumbs = breadcrumbs_from(events, self._scrubber) if events else None
         extras = (scope_items, crumbs) if scope_items or crumbs else None
-        return (psid, span._start_time or 0, body, name, extras)
+        return (psid, span[7], body, name, extras)
 
     def _top(
-        self, root: ReadableSpan, trace_hex: str, scope_items: list[tuple[str, Any]]
+        self, root: Ended, sid: int, trace_hex: str, scope_items: list[tuple[str, Any]]
     ) -> tuple[bytes, str]:
         """A local root's transaction event as JSON (without event id, spans and shared fields)
         and the transaction's name.
 
-        Encoded now, so that sending it (usually with its spans, nothing else) is a join.
+        Encoded now, so that sending it (usually with its spans, nothing else) is a join. What
+        one route's transactions share (name, op, status, description, tags) is encoded once.
         """
-        attrs = attributes_of(root)
-        kind = root._kind
-        name, source = transaction_name(root._name, kind, attrs)
-        data = self._scrubber.data_json(attrs, scope_items)
-        if root._events:
-            data = with_events(data, root, self._scrubber)
-        trace_context: dict[str, Any] = {
-            "trace_id": trace_hex,
-            "span_id": f"{root._context.span_id:016x}",  # type: ignore[union-attr]
-            "op": op_for(kind, attrs),
-            "status": status_for(root._status.status_code, attrs),
-            "origin": "auto.otel",
-            "data": Fragment(data),
-        }
-        description = description_for(root._name, kind, attrs)
-        if description != name:
-            trace_context["description"] = description
-        if root._parent is not None:
-            trace_context["parent_span_id"] = f"{root._parent.span_id:016x}"
+        _, parent, name, kind, code, attrs, events, start, end = root
+        if attrs:
+            keys = tuple(attrs)
+            classified = classify(name, kind, code, attrs, keys)
+            data = self._scrubber.data_json(attrs, scope_items, keys)
+        else:
+            classified = classify(name, kind, code, {}, ())
+            data = b"{}"
+        if events:
+            data = with_events(data, events, self._scrubber)
+        head = self._heads.get(classified)
+        if head is None:
+            head = self._head(classified)
+        # Timestamps as seconds with nine decimals, formatted from the integer nanoseconds:
+        # a float's repr costs a microsecond each.
+        return (
+            b'%b"trace_id":"%b","span_id":"%016x"%b,"data":%b}},'
+            b'"start_timestamp":%d.%09d,"timestamp":%d.%09d}'
+            % (
+                head,
+                trace_hex.encode(),
+                sid,
+                b"" if parent is None else b',"parent_span_id":"%016x"' % parent.span_id,
+                data,
+                start // 1_000_000_000,
+                start % 1_000_000_000,
+                end // 1_000_000_000,
+                end % 1_000_000_000,
+            ),
+            classified[3],
+        )
+
+    def _head(self, classified: tuple[str, str, str, str, str]) -> bytes:
+        """The start of a transaction event, up to the trace context's varying fields."""
+        op, description, status, name, source = classified
         event: dict[str, Any] = {
             "type": "transaction",
             "transaction": name,
             "transaction_info": {"source": source},
-            "start_timestamp": root._start_time / 1e9,  # type: ignore[operator]
-            "timestamp": root._end_time / 1e9,  # type: ignore[operator]
-            "contexts": {"trace": trace_context},
         }
         if self._resource_tags:
             event["tags"] = self._resource_tags
-        return dumps(event), name
+        trace_context = {"op": op, "status": status, "origin": "auto.otel"}
+        if description != name:
+            trace_context["description"] = description
+        head = dumps(event)[:-1] + b',"contexts":{"trace":' + dumps(trace_context)[:-1] + b","
+        if len(self._heads) >= 4096:  # names of url-sourced transactions vary without bound
+            self._heads.clear()
+        self._heads[classified] = head
+        return head
 
     def _orphan_event(self, span: bytes, name: str) -> dict[str, Any]:
         """A transaction for a span whose parent was sent (or never ended) without it."""
@@ -610,7 +672,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         return self._static
 
     def _send_transaction(
-        self, trace_hex: str, top_sid: int, top: _Rec, members: list[_Rec]
+        self, trace_hex: str, top_sid: int, top: _Rec, members: Sequence[_Rec]
     ) -> None:
         client = self._client
         transport = client.transport
@@ -635,20 +697,22 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                     "Sentry client reports as buffer_overflow)",
                 )
             spans = [m[2] for m in members]
-        if extras is not None or any(m[4] is not None for m in members):
+            for member in members:
+                if member[4] is not None:
+                    event_json = self._with_scope(event_json, members, extras)
+                    break
+            else:
+                if extras is not None:
+                    event_json = self._with_scope(event_json, members, extras)
+        elif extras is not None:
             event_json = self._with_scope(event_json, members, extras)
         # Unique, not secret: a random per-process prefix and a counter, no system call.
         event_id = f"{self._id_prefix}{next(self._id_counter):016x}"
-        payload = b"".join(
-            (
-                b'{"event_id":"',
-                event_id.encode(),
-                b'","spans":[',
-                b",".join(spans),
-                b"],",
-                event_json[1:-1],
-                self._static_suffix(client),
-            )
+        payload = b'{"event_id":"%b","spans":[%b],%b%b' % (
+            event_id.encode(),
+            b",".join(spans),
+            event_json[1:-1],
+            self._static_suffix(client),
         )
         headers: dict[str, Any] = {"event_id": event_id, "sent_at": self._sent_at}
         dsc_base = self._dsc_base(client)
@@ -658,26 +722,19 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             trace_header["transaction"] = name
             headers["trace"] = trace_header
         # The SDK reads payload.json only to count the spans of a dropped transaction.
-        envelope = Envelope(
-            headers=headers,
-            items=[
-                Item(
-                    payload=PayloadRef(bytes=payload, json={"spans": spans}),
-                    type="transaction",
-                )
-            ],
-        )
+        envelope = _transaction_envelope(headers, payload, spans)
         if spotlight is not None:
             with internal_errors("sentry.spotlight"):
                 spotlight.capture_envelope(envelope)
         if transport is not None:
-            self._wait_for_room(transport)
+            if transport is not self._workers_for or self._workers:
+                self._wait_for_room(transport)
             transport.capture_envelope(envelope)
 
     def _with_scope(
         self,
         event_json: bytes,
-        members: list[_Rec],
+        members: Sequence[_Rec],
         extras: tuple[list[tuple[str, Any]], list[dict[str, Any]] | None] | None,
     ) -> bytes:
         """The event with the scope API's user, tags and contexts and the breadcrumbs of its
@@ -722,7 +779,10 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                 if callable(check):
                     self._workers.append(check)
         workers = self._workers
-        if not workers or not any(full() for full in workers):
+        for full in workers:
+            if full():
+                break
+        else:
             return
         deadline = time.monotonic() + BACKPRESSURE_WAIT_S
         while any(full() for full in workers):

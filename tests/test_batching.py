@@ -110,6 +110,35 @@ def test_small_bodies_go_uncompressed_and_large_ones_gzip(sentry_receiver: Sentr
     transport.kill()
 
 
+def test_preparing_an_envelope_keeps_the_sdks_rate_limits_and_client_reports() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from sentry_sdk.transport import HttpTransport
+
+    options = _get_options(dsn="http://public@127.0.0.1:9/1")
+    ours, sdks = BatchingHttpTransport(options), HttpTransport(options)
+    for transport in (ours, sdks):
+        # A loss waiting to be reported rides along with the next envelope.
+        transport.record_lost_event("queue_overflow", data_category="span", quantity=3)
+        transport._last_client_report_sent = 0.0  # due now
+    prepared = [t._prepare_envelope(_envelope(1)) for t in (ours, sdks)]
+    ours_env, body, headers = prepared[0]  # type: ignore[misc]
+    sdks_env = prepared[1][0]  # type: ignore[index]
+    assert [i.type for i in ours_env.items] == [i.type for i in sdks_env.items]
+    assert [i.type for i in ours_env.items] == ["transaction", "client_report"]
+    assert ours_env.items[1].payload.json["discarded_events"] == [
+        {"reason": "queue_overflow", "category": "span", "quantity": 3}
+    ]
+    assert headers == {"Content-Type": "application/x-sentry-envelope"}  # small: uncompressed
+    assert body.getvalue() == envelope_bytes(ours_env)
+    # Under a rate limit the SDK's own method decides: the transaction is dropped and counted.
+    ours._disabled_until["transaction"] = datetime.now(timezone.utc) + timedelta(seconds=60)
+    assert ours._prepare_envelope(_envelope(2)) is None
+    assert ours._discarded_events[("transaction", "ratelimit_backoff")] == 1
+    for transport in (ours, sdks):
+        transport.kill()
+
+
 def test_envelope_bytes_is_the_sdk_serialisation() -> None:
     envelope = _envelope(7, pad=100)
     assert envelope_bytes(envelope) == envelope.serialize()

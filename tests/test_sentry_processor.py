@@ -460,3 +460,63 @@ def test_a_forked_child_exports_with_its_own_thread() -> None:
         os.close(read_fd)
         os.waitpid(pid, 0)
     assert result == b"1"
+
+
+def test_transaction_envelope_is_what_the_sdk_constructors_build() -> None:
+    from sentry_sdk.envelope import Envelope, Item, PayloadRef
+
+    from widgettrace.exporters.sentry import _transaction_envelope
+
+    headers = {"event_id": "ab" * 16, "sent_at": "2026-11-28T00:00:00.000000Z"}
+    payload = b'{"type":"transaction","spans":[{"span_id":"1"}]}'
+    spans = [b'{"span_id":"1"}']
+    fast = _transaction_envelope(dict(headers), payload, spans)
+    slow = Envelope(
+        headers=headers,
+        items=[Item(payload=PayloadRef(bytes=payload, json={"spans": spans}), type="transaction")],
+    )
+    assert fast.serialize() == slow.serialize()
+    assert fast.headers == slow.headers
+    (a,), (b,) = fast.items, slow.items
+    assert a.headers == b.headers
+    assert a.data_category == b.data_category == "transaction"
+    assert (a.payload.bytes, a.payload.json) == (b.payload.bytes, b.payload.json)
+    # The SDK counts a dropped transaction's spans from the payload's json.
+    assert fast.items[0].payload.json == {"spans": spans}
+
+
+@pytest.mark.internal_errors_expected
+def test_spans_that_are_not_the_sdks_own_are_exported_or_ignored_never_raised(
+    fail_on_internal_errors: list[BaseException],
+) -> None:
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+
+    ctx = SpanContext(
+        trace_id=0x1234, span_id=0x99, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+    plain = ReadableSpan(  # a plain dict of attributes and a tuple of events
+        name="imported",
+        context=ctx,
+        attributes={"widget.op": "widget.import", "widget.id": "w-9"},
+        events=(Event("checkpoint", {"step": 1}, timestamp=1_000_000_500),),
+        start_time=1_000_000_000,
+        end_time=2_000_000_000,
+    )
+
+    class NotASpan:  # has a sampled context and nothing else
+        context = ctx
+
+    with sentry_pipeline() as p:
+        p.processor.on_end(NotASpan())  # type: ignore[arg-type]
+        p.processor.on_end(plain)
+        p.flush()
+        (tx,) = p.transport.transactions()
+    assert_valid([tx])
+    assert tx["transaction"] == "imported"
+    trace_ctx = tx["contexts"]["trace"]
+    assert trace_ctx["op"] == "widget.import"
+    assert trace_ctx["data"]["widget.id"] == "w-9"
+    assert trace_ctx["data"]["otel.events"][0]["name"] == "checkpoint"
+    assert (tx["start_timestamp"], tx["timestamp"]) == (1.0, 2.0)
+    # The look-alike was reported once by the guard, and nothing reached the application.
+    assert [type(e) for e in fail_on_internal_errors] == [AttributeError]
