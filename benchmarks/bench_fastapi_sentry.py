@@ -189,6 +189,19 @@ def _wrk(port: int, seconds: float, connections: int) -> dict[str, float]:
     return {"requests": doc["requests"], "seconds": doc["duration_us"] / 1e6}
 
 
+def _wait_accepting(port: int, timeout: float = 60.0) -> None:
+    """Until uvicorn listens on ``port`` (the socket is bound before start-up, listening after)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of every thread of ``pid`` (Linux ``/proc``)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
@@ -231,7 +244,8 @@ def main() -> None:
             servers[case] = proc
             assert proc.stdout is not None
             ports[case] = int(proc.stdout.readline())
-        time.sleep(1.0)  # let uvicorn start accepting
+        for case in CASES:
+            _wait_accepting(ports[case])
         if pins is not None:
             os.sched_setaffinity(0, {pins[0]})  # the load generator inherits this core
         samples: dict[str, list[float]] = {case: [] for case in CASES}
