@@ -547,7 +547,7 @@ def ended(span: ReadableSpan) -> Ended:
         span._parent,
         span._name,
         span._kind,
-        span._status.status_code,
+        span._status._status_code,  # the property is a Python call
         attrs or None,
         events or None,
         span._start_time or 0,
