@@ -464,20 +464,6 @@ class WidgetTraceSpanProcessor(SpanProcessor):
     def _flush_trace(self, tid: int, buf: _Trace, now: float, *, force: bool) -> None:
         spans = buf.spans
         buf.due = None
-        if len(spans) == 1 and tid not in self._sent:
-            # A local root alone, never sent to before: the most common transaction.
-            ((top_sid, top),) = spans.items()
-            if not top[0]:
-                del self._open[tid]
-                self._buffered -= 1
-                self._sent[tid] = top_sid
-                self._forget.append((now, tid))
-                try:
-                    self._send_transaction(buf.hex, top_sid, top, ())
-                except Exception as exc:
-                    with internal_errors("sentry.build_transaction"):
-                        raise exc
-                return
         children: dict[int, list[tuple[int, _Rec]]] = {}
         if len(spans) == 1:  # a root alone, the most common transaction
             tops = list(spans.items())
@@ -699,14 +685,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                     "Sentry client reports as buffer_overflow)",
                 )
             spans = [m[2] for m in members]
-            for member in members:
-                if member[4] is not None:
-                    event_json = self._with_scope(event_json, members, extras)
-                    break
-            else:
-                if extras is not None:
-                    event_json = self._with_scope(event_json, members, extras)
-        elif extras is not None:
+        if extras is not None or (members and any(m[4] is not None for m in members)):
             event_json = self._with_scope(event_json, members, extras)
         # Unique, not secret: a random per-process prefix and a counter, no system call.
         event_id = f"{self._id_prefix}{next(self._id_counter):016x}"
@@ -729,8 +708,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             with internal_errors("sentry.spotlight"):
                 spotlight.capture_envelope(envelope)
         if transport is not None:
-            if transport is not self._workers_for or self._workers:
-                self._wait_for_room(transport)
+            self._wait_for_room(transport)
             transport.capture_envelope(envelope)
 
     def _with_scope(
