@@ -8,9 +8,9 @@ With a DSN, the same lines are written *and* the envelopes are sent: a tee of th
 or ``widgettrace summary``.
 
 A line is exactly the item payload Sentry would receive: the event or transaction JSON, as the
-SDK serialised it. Other envelope items (client reports, attachments, sessions, profiles, check-ins,
-Sentry Logs and metrics batches) are not written: the local log is for errors and traces, and a
-batch item would break the one-line-per-event rule that ``tail`` and ``grep`` rely on.
+SDK serialised it. Streamed spans, Sentry Logs and release-health sessions are written one line
+per span / log record / session (the element plus a ``"type"`` key, see ``_itemlines``). Other
+envelope items (client reports, attachments, profiles, check-ins, metrics) are not written.
 
 Configuration (see the configuration table, ``widgettrace config``):
 
@@ -50,6 +50,7 @@ from sentry_sdk.transport import Transport
 from sentry_sdk.worker import BackgroundWorker
 
 from widgettrace.exporters._batching import BatchedSubmit, http_transport_class
+from widgettrace.exporters._itemlines import BATCH_ITEM_TYPES, item_lines
 from widgettrace.exporters._logfile import (
     LOG_PATH_ENV,
     LogFileWriter,
@@ -71,8 +72,9 @@ __all__ = [
     "resolve_log_path",
 ]
 
-#: Envelope item types that become lines in the local log.
-LOGGED_ITEM_TYPES = frozenset({"event", "transaction"})
+#: Envelope item types that become lines in the local log (span, log, session and sessions
+#: items: one line per element, see ``_itemlines``).
+LOGGED_ITEM_TYPES = frozenset({"event", "transaction"}) | BATCH_ITEM_TYPES
 
 #: Envelopes waiting for the writer thread. Local writes take microseconds, so this only fills
 #: when the disk stalls; it is larger than the SDK's HTTP queue (100) because bursts of errors
@@ -281,6 +283,11 @@ class LocalLogTransport(Transport):
         """Runs on the worker thread: one line per item; failures are counted, never raised."""
         for item in items:
             try:
+                if item.type in BATCH_ITEM_TYPES:
+                    for line in item_lines(item):
+                        self.writer.write_line(line)
+                        self.lines_written += 1
+                    continue
                 self.writer.write_line(_one_line(item.get_bytes()))
                 self.lines_written += 1
             except (OSError, ValueError) as exc:

@@ -65,7 +65,7 @@ from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScr
 from sentry_sdk.utils import event_from_exception, format_timestamp
 from sentry_sdk.utils import logger as sdk_logger
 
-from widgettrace.exporters import _sentry_errors
+from widgettrace.exporters import _sentry_errors, _sessions, _wire
 from widgettrace.exporters._batching import http_transport_class
 from widgettrace.exporters._sentry_convert import (
     Ended,
@@ -220,10 +220,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self._grace = grace_s
         self._tick = tick_s
         self._get_client = get_client
-        res = dict(resource.attributes) if resource is not None else {}
-        self._resource_tags = {
-            key: str(res[key])[:_MAX_TAG_LENGTH] for key in _RESOURCE_TAGS if key in res
-        }
+        self._resource_tags = self.resource_tags_of(resource)
         self._log = _RateLimitedLog()
         self._setup()
         if hasattr(os, "register_at_fork"):
@@ -237,6 +234,12 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                     processor._setup()
 
             os.register_at_fork(after_in_child=restart_in_child)
+
+    @staticmethod
+    def resource_tags_of(resource: Resource | None) -> dict[str, str]:
+        """The resource attributes every event carries as tags."""
+        res = dict(resource.attributes) if resource is not None else {}
+        return {key: str(res[key])[:_MAX_TAG_LENGTH] for key in _RESOURCE_TAGS if key in res}
 
     def _setup(self) -> None:
         self._queue: deque[Ended] = deque()
@@ -894,6 +897,7 @@ class _ErrorSink:
         if data.breadcrumbs:
             event["breadcrumbs"] = {"values": list(data.breadcrumbs)}
         hint["widgettrace"] = True
+        _sessions.note_error(report.handled)
         sentry_sdk.capture_event(event, hint=hint)  # type: ignore[arg-type]
 
 
@@ -1016,6 +1020,7 @@ def configure_sentry(
     if getattr(settings, "sentry_mode", "processor") == "off":
         return None
     options = sentry_init_options(settings, resource)
+    _wire.extend_init_options(options, settings)
     if transport is None and settings.log_path:
         transport = _local_transport(options, settings)
     if transport is not None:
@@ -1049,6 +1054,8 @@ def configure_sentry(
         "queue_size": getattr(settings, "queue_size", 20_000),
     }
     kwargs.update(processor_options)
-    processor = WidgetTraceSpanProcessor(**kwargs)
-    wscope.set_error_sink(_ErrorSink(processor._resource_tags, bool(settings.send_default_pii)))
+    # Transactions or span streaming, plus companions (sessions): see _wire.
+    processor = _wire.span_processor(settings, options, kwargs, WidgetTraceSpanProcessor)
+    resource_tags = WidgetTraceSpanProcessor.resource_tags_of(resource)
+    wscope.set_error_sink(_ErrorSink(resource_tags, bool(settings.send_default_pii)))
     return processor

@@ -1,0 +1,122 @@
+"""Python ``logging`` records as Sentry ``log`` items, with the current OTel trace and span ids.
+
+Built on the SDK's own pieces: its logging integration's ``SentryLogsHandler`` turns records at
+or above ``WIDGETTRACE_SENTRY_LOGS_LEVEL`` (default WARNING; ``off`` for none) into logs
+(severity, body, ``logger.name``, ``code.*``, ``thread.*``, the message template and its
+parameters as attributes), and its ``LogBatcher`` sends them in batches (100 a flush, 5 s
+deadline, beyond 1000 waiting dropped and counted as ``queue_overflow``, category
+``log_item``) through the client's transport: rate limits, retries and client reports stay the
+SDK's. :func:`before_send_log` (the SDK's ``before_send_log`` hook, run on the logging thread)
+adds what the SDK cannot know:
+
+* ``trace_id`` / ``span_id`` of the current OpenTelemetry span (the SDK would use its own
+  propagation context, which has nothing to do with OTel's);
+* scrubbing of the body and every attribute, by the same rules as span attributes;
+* dropping the ``otel*`` record attributes that ``opentelemetry-instrumentation-logging`` adds
+  (the ids are already fields).
+
+The user's own log lines carry the ids too: :func:`instrument_log_records` installs
+``opentelemetry-instrumentation-logging``'s record factory (``otelTraceID``, ``otelSpanID``,
+``otelTraceSampled``, ``otelServiceName`` on every record) without its OTel logs handler; with
+``OTEL_PYTHON_LOG_CORRELATION=true`` it also sets its default format on an unconfigured root
+logger, so ``%(otelTraceID)s`` appears in plain ``logging.basicConfig`` output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from opentelemetry import trace as trace_api
+
+from widgettrace.exporters._sentry_convert import Scrubber
+from widgettrace.instrumentation._guard import internal_errors
+
+__all__ = [
+    "before_send_log",
+    "configure_log_options",
+    "instrument_log_records",
+    "logs_level",
+]
+
+_OTEL_RECORD_ATTRS = ("otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName")
+_scrubber = Scrubber(False)
+
+
+def logs_level(setting: str | None) -> int | None:
+    """The ``logging`` level of ``WIDGETTRACE_SENTRY_LOGS_LEVEL`` (None: logs off)."""
+    if not setting or setting.upper() == "OFF":
+        return None
+    level = logging.getLevelName(setting.upper())
+    return level if isinstance(level, int) else logging.WARNING
+
+
+def before_send_log(log: dict[str, Any], hint: Any) -> dict[str, Any] | None:
+    """Current OTel ids, scrubbed body and attributes (see the module docstring)."""
+    with internal_errors("logs.before_send_log"):
+        ctx = trace_api.get_current_span().get_span_context()
+        if ctx.is_valid:
+            log["trace_id"] = format(ctx.trace_id, "032x")
+            log["span_id"] = format(ctx.span_id, "016x")
+        attrs = log.get("attributes")
+        if attrs:
+            for key in _OTEL_RECORD_ATTRS:
+                attrs.pop(key, None)
+            log["attributes"] = _scrubber.data(attrs)
+        body = log.get("body")
+        if isinstance(body, str):
+            log["body"] = _scrubber.value(body)
+    return log
+
+
+def configure_log_options(options: dict[str, Any], settings: Any) -> None:
+    """Switch the SDK's log items on in ``sentry_sdk.init`` options (or leave them off).
+
+    Replaces the ``LoggingIntegration`` in ``options["integrations"]`` by one that also sends
+    log items at the configured level (breadcrumbs stay as they were, no error events from
+    logging: errors are widgettrace's).
+    """
+    from sentry_sdk.integrations.logging import LoggingIntegration
+
+    level = logs_level(getattr(settings, "sentry_logs_level", "WARNING"))
+    global _scrubber
+    _scrubber = Scrubber(bool(getattr(settings, "send_default_pii", False)))
+    integrations = [
+        i for i in options.get("integrations", []) if not isinstance(i, LoggingIntegration)
+    ]
+    integrations.append(
+        LoggingIntegration(level=logging.INFO, event_level=None, sentry_logs_level=level)
+    )
+    options["integrations"] = integrations
+    if level is not None:
+        options["enable_logs"] = True
+        options["before_send_log"] = before_send_log
+
+
+def instrument_log_records(tracer_provider: Any = None) -> None:
+    """Trace and span ids on every ``logging`` record (``opentelemetry-instrumentation-logging``).
+
+    Idempotent (the instrumentor's own guard); a missing package is one debug line.
+    """
+    try:
+        from opentelemetry.instrumentation.logging import LoggingInstrumentor
+    except ImportError:
+        logging.getLogger("widgettrace").debug(
+            "widgettrace: opentelemetry-instrumentation-logging is not installed; log records "
+            "carry no trace ids"
+        )
+        return
+    with internal_errors("logs.instrument"):
+        instrumentor = LoggingInstrumentor()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            return
+        correlation = os.environ.get("OTEL_PYTHON_LOG_CORRELATION", "false").lower() == "true"
+        instrumentor.instrument(
+            tracer_provider=tracer_provider,
+            inject_trace_context=True,
+            set_logging_format=correlation,
+            # Our logs go to Sentry; the OTel logs pipeline (a no-op without a provider) is not
+            # ours to install.
+            enable_log_auto_instrumentation=False,
+        )
