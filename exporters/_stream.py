@@ -116,16 +116,16 @@ def typed(value: Any) -> dict[str, Any]:
 def wants_stream(setting: str, dsn: str | None, spotlight: Any) -> bool:
     """Whether ``WIDGETTRACE_SENTRY_SPANS`` (``auto`` / ``transactions`` / ``stream``) streams.
 
-    ``auto`` streams where every receiver takes span v2 items: sentry.io (its ingest hosts) and
-    the local log alone. Self-hosted Sentry (its version unknown here), Bugsink (errors only)
-    and Spotlight (4.11 shows transactions, not span items) get transactions.
+    ``auto`` streams to sentry.io (its ingest hosts), which takes span v2 items. Self-hosted
+    Sentry (its version, so whether it ingests span items, is unknown here), Bugsink (errors
+    only), Spotlight (its UI builds traces from transactions) and the local log alone (whose
+    readers, ``widgettrace summary`` and the insights layer, count transactions) get
+    transactions. With sentry.io and the local log, the local log gets one line per span.
     """
     if setting in ("stream", "transactions"):
         return setting == "stream"
-    if spotlight:
+    if spotlight or not dsn:
         return False
-    if not dsn:
-        return True
     host = dsn.split("@", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
     return host == "sentry.io" or host.endswith(".sentry.io")
 

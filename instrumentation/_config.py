@@ -502,8 +502,8 @@ SETTINGS: tuple[Setting, ...] = (
         "auto | transactions | stream",
         "auto",
         "How spans are sent: one transaction per local trace, or streamed in batches as span "
-        "v2 items. `auto`: stream to sentry.io and the local log, transactions elsewhere "
-        "(self-hosted Sentry, Spotlight, Bugsink); see docs/sentry-wire.md.",
+        "v2 items. `auto`: stream to sentry.io, transactions elsewhere (self-hosted Sentry, "
+        "Spotlight, Bugsink, the local log alone); see docs/sentry-wire.md.",
         _choice("auto", "transactions", "stream"),
     ),
     _row(
