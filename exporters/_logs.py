@@ -42,6 +42,8 @@ __all__ = [
 
 _OTEL_RECORD_ATTRS = ("otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName")
 _scrubber = Scrubber(False)
+_SDK_PREFIXES = ("sentry.", "process.runtime.", "server.address")
+_USER_SENTRY_PREFIX = "sentry.message."
 
 
 def logs_level(setting: str | None) -> int | None:
@@ -63,7 +65,14 @@ def before_send_log(log: dict[str, Any], hint: Any) -> dict[str, Any] | None:
         if attrs:
             for key in _OTEL_RECORD_ATTRS:
                 attrs.pop(key, None)
-            log["attributes"] = _scrubber.data(attrs)
+            # The SDK's own attributes (release, environment, sdk, origin) are not user data;
+            # the message template and its parameters are.
+            user = {
+                k: v
+                for k, v in attrs.items()
+                if not k.startswith(_SDK_PREFIXES) or k.startswith(_USER_SENTRY_PREFIX)
+            }
+            attrs.update(_scrubber.data(user))
         body = log.get("body")
         if isinstance(body, str):
             log["body"] = _scrubber.value(body)

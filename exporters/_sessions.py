@@ -7,7 +7,7 @@ or error carries. Both kinds are the SDK's own :class:`sentry_sdk.session.Sessio
 release, as Sentry requires, so without ``SENTRY_RELEASE`` / ``service.version`` none is sent
 and one line says so):
 
-* servers (``WIDGETTRACE_SESSIONS=auto`` or ``blocks``): :class:`RequestSessions` sees every
+* servers (``WIDGETTRACE_SESSIONS=auto`` or ``blocks``): :class:`SessionProcessor` sees every
   local-root SERVER span end and records one request-mode session: ``crashed`` when an
   exception escaped the handler (an exception event on a span whose status is ERROR),
   ``errored`` for any other error (status ERROR or HTTP 5xx), else ``exited``. The SDK sends
@@ -16,7 +16,8 @@ and one line says so):
   from start to end, sent as a ``session`` item: ``exited``, ``errored`` when widgettrace
   reported an error inside it, ``crashed`` when an exception escaped it, ``abnormal`` when it was
   interrupted (KeyboardInterrupt, SystemExit, cancellation) or still open at shutdown. With
-  ``WIDGETTRACE_SESSIONS=blocks`` every cascade block (``agent_block_span``) is one too.
+  ``WIDGETTRACE_SESSIONS=blocks`` every cascade block (``agent_block_span``) is one too
+  (:class:`SessionProcessor`, no change to the block's own code).
 
 The session's ``name`` is not part of Sentry's session schema, so it never leaves the process:
 the local log adds it to its line (:func:`local_name`).
@@ -42,7 +43,8 @@ from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import internal_errors, logger
 
 __all__ = [
-    "RequestSessions",
+    "SessionProcessor",
+    "end_open_sessions",
     "configure_sessions",
     "local_name",
     "note_error",
@@ -159,7 +161,7 @@ def _end(sess: Session, status: str | None) -> None:
     _open.discard(sess)
     if status is None:
         status = "errored" if sess.errors else "exited"
-    elif status == "crashed":
+    elif status in ("crashed", "errored"):
         sess.update(errors=max(1, sess.errors))
     now = datetime.now(timezone.utc)
     sess.update(status=status, timestamp=now, duration=(now - sess.started).total_seconds())  # type: ignore[arg-type]
@@ -173,32 +175,71 @@ def end_open_sessions() -> None:
             _end(sess, "abnormal")
 
 
-class RequestSessions(SpanProcessor):
-    """One request-mode session per local-root SERVER span (aggregated per minute by the SDK)."""
+def _span_status(span: ReadableSpan) -> tuple[str, int]:
+    """(session status, errors) for a span that ended: crashed / errored / exited."""
+    if span._status._status_code is StatusCode.ERROR:
+        if any(e.name == "exception" for e in span._events):
+            return "crashed", 1
+        return "errored", 1
+    code = (span._attributes or {}).get(sc.HTTP_RESPONSE_STATUS_CODE)
+    if isinstance(code, int) and code >= 500:
+        return "errored", 1
+    return "exited", 0
 
-    def __init__(self, release: str | None, environment: str | None) -> None:
+
+class SessionProcessor(SpanProcessor):
+    """Request sessions for local-root SERVER spans; a session per cascade block (``blocks``).
+
+    A block is a span with ``gen_ai.operation.name = invoke_agent`` (``agent_block_span``); its
+    session is ``crashed`` when an exception escaped it, ``errored`` when any other span of its
+    trace ended with an error while it was open, else ``exited``.
+    """
+
+    def __init__(self, release: str | None, environment: str | None, *, blocks: bool) -> None:
         self._release = release
         self._environment = environment
+        self._blocks = blocks
+        #: block span id -> (trace id, its session); a few at a time
+        self._open_blocks: dict[int, tuple[int, Session]] = {}
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if not self._blocks:
+            return
+        try:
+            attrs = span._attributes or {}
+            if attrs.get(sc.GEN_AI_OPERATION_NAME) != "invoke_agent":
+                return
+            user = attrs.get(sc.USER_ID)
+            sess = Session(
+                release=self._release,
+                environment=self._environment,
+                session_mode="application",
+                did=str(user) if user is not None else None,
+            )
+            name = attrs.get(sc.GEN_AI_AGENT_NAME)
+            if name:
+                with _names_lock:
+                    _names[str(sess.sid)] = str(name)
+            ctx = span._context
+            with self._lock:
+                self._open_blocks[ctx[1]] = (ctx[0], sess)
+            _open.add(sess)
+        except Exception:
+            with internal_errors("sessions.on_start"):
+                raise
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
+            ctx: Any = span._context
+            if self._open_blocks:
+                self._end_block(span, ctx)
             if span._kind is not SpanKind.SERVER:
                 return
             parent = span._parent
             if parent is not None and not parent.is_remote:
                 return
-            status = "exited"
-            errors = 0
-            if span._status._status_code is StatusCode.ERROR:
-                errors = 1
-                status = "errored"
-                if any(e.name == "exception" for e in span._events):
-                    status = "crashed"
-            else:
-                code = (span._attributes or {}).get(sc.HTTP_RESPONSE_STATUS_CODE)
-                if isinstance(code, int) and code >= 500:
-                    errors = 1
-                    status = "errored"
+            status, errors = _span_status(span)
             start = span._start_time or 0
             sess = Session(
                 started=datetime.fromtimestamp(start / 1e9, timezone.utc),
@@ -212,6 +253,21 @@ class RequestSessions(SpanProcessor):
         except Exception:
             with internal_errors("sessions.on_end"):
                 raise
+
+    def _end_block(self, span: ReadableSpan, ctx: Any) -> None:
+        with self._lock:
+            entry = self._open_blocks.pop(ctx[1], None)
+            if entry is None:
+                if span._status._status_code is StatusCode.ERROR:
+                    # An error inside a block: the innermost open block of its trace counts it.
+                    for trace_id, sess in reversed(list(self._open_blocks.values())):
+                        if trace_id == ctx[0]:
+                            sess.update(errors=sess.errors + 1)
+                            break
+                return
+        status, _ = _span_status(span)
+        sess = entry[1]
+        _end(sess, None if status == "exited" else status)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         with internal_errors("sessions.flush"):

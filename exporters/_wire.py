@@ -48,7 +48,9 @@ def span_processor(
     _sessions.configure_sessions(mode, release, environment)
     companions: list[SpanProcessor] = []
     if mode != "off":
-        companions.append(_sessions.RequestSessions(release, environment))
+        companions.append(
+            _sessions.SessionProcessor(release, environment, blocks=mode == "blocks")
+        )
     processor.companions = companions  # type: ignore[attr-defined]
     if _logs.logs_level(getattr(settings, "sentry_logs_level", None)) is not None:
         _logs.instrument_log_records()

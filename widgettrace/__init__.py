@@ -53,6 +53,7 @@ _EXPORTS = {
     "llm_call_span": "widgettrace.instrumentation.api",
     "record_llm_usage": "widgettrace.instrumentation.api",
     "registry_span": "widgettrace.instrumentation.api",
+    "session": "widgettrace.exporters._sessions",
     "set_context": "widgettrace.instrumentation.scope",
     "set_tag": "widgettrace.instrumentation.scope",
     "set_user": "widgettrace.instrumentation.scope",
@@ -72,6 +73,7 @@ __all__ = [
     "llm_call_span",
     "record_llm_usage",
     "registry_span",
+    "session",
     "set_context",
     "set_tag",
     "set_user",
@@ -91,6 +93,7 @@ if TYPE_CHECKING:
         span,
         tool_span,
     )
+    from widgettrace.exporters._sessions import session
     from widgettrace.instrumentation.configurator import configure
     from widgettrace.instrumentation.scope import (
         add_breadcrumb,
