@@ -44,8 +44,8 @@ from widgettrace.instrumentation._guard import internal_errors, logger
 
 __all__ = [
     "SessionProcessor",
-    "end_open_sessions",
     "configure_sessions",
+    "end_open_sessions",
     "local_name",
     "note_error",
     "session",

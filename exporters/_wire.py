@@ -14,7 +14,11 @@ from typing import Any
 from opentelemetry.sdk.trace import SpanProcessor
 
 from widgettrace.exporters import _logs, _sessions
-from widgettrace.exporters._stream import StreamSpanProcessor, stream_processor_options, wants_stream
+from widgettrace.exporters._stream import (
+    StreamSpanProcessor,
+    stream_processor_options,
+    wants_stream,
+)
 
 __all__ = ["extend_init_options", "span_mode", "span_processor"]
 
@@ -48,9 +52,7 @@ def span_processor(
     _sessions.configure_sessions(mode, release, environment)
     companions: list[SpanProcessor] = []
     if mode != "off":
-        companions.append(
-            _sessions.SessionProcessor(release, environment, blocks=mode == "blocks")
-        )
+        companions.append(_sessions.SessionProcessor(release, environment, blocks=mode == "blocks"))
     processor.companions = companions  # type: ignore[attr-defined]
     if _logs.logs_level(getattr(settings, "sentry_logs_level", None)) is not None:
         _logs.instrument_log_records()

@@ -109,15 +109,15 @@ def test_the_users_own_log_lines_carry_trace_and_span_ids() -> None:
     handler.setFormatter(logging.Formatter("%(otelTraceID)s %(otelSpanID)s %(message)s"))
     log.addHandler(handler)
     try:
-        with pipeline(make_settings(sentry_dsn=DSN), CapturingTransport(DSN)) as provider:
-            with provider.get_tracer("own").start_as_current_span("step") as span:
-                ctx = span.get_span_context()
-                log.warning("converted")
+        with (
+            pipeline(make_settings(sentry_dsn=DSN), CapturingTransport(DSN)) as provider,
+            provider.get_tracer("own").start_as_current_span("step") as span,
+        ):
+            ctx = span.get_span_context()
+            log.warning("converted")
     finally:
         log.removeHandler(handler)
-    assert stream.getvalue().strip() == (
-        f"{ctx.trace_id:032x} {ctx.span_id:016x} converted"
-    )
+    assert stream.getvalue().strip() == (f"{ctx.trace_id:032x} {ctx.span_id:016x} converted")
 
 
 def test_a_full_log_buffer_is_counted_as_lost() -> None:
@@ -130,7 +130,8 @@ def test_a_full_log_buffer_is_counted_as_lost() -> None:
         for i in range(batcher.MAX_BEFORE_DROP + 50):
             log.warning("burst %d", i)
         sentry_sdk.flush(timeout=5)
-    lost = sum(q for reason, cat, q in transport.lost if (reason, cat) == ("queue_overflow", "log_item"))
+    overflow = ("queue_overflow", "log_item")
+    lost = sum(q for reason, cat, q in transport.lost if (reason, cat) == overflow)
     assert lost == 50
     assert len(_logs(transport)) == batcher.MAX_BEFORE_DROP
 

@@ -164,8 +164,6 @@ def test_sessions_off_sends_none() -> None:
 def test_blocks_mode_wraps_each_cascade_block_in_a_session() -> None:
     transport = CapturingTransport(DSN)
     with pipeline(make_settings(sentry_dsn=DSN, sessions="blocks"), transport) as provider:
-
-        
         tracer = provider.get_tracer("cascade")
 
         def block(name: str, fail: str | None) -> None:

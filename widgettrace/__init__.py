@@ -82,6 +82,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from widgettrace.exporters._sessions import session
     from widgettrace.instrumentation.api import (
         agent_block_span,
         conversion_span,
@@ -93,7 +94,6 @@ if TYPE_CHECKING:
         span,
         tool_span,
     )
-    from widgettrace.exporters._sessions import session
     from widgettrace.instrumentation.configurator import configure
     from widgettrace.instrumentation.scope import (
         add_breadcrumb,

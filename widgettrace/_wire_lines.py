@@ -61,7 +61,8 @@ def format_wire_record(
         if logger_name:
             parts.append(paint(f"logger={logger_name}", "dim", color))
         return "  ".join(parts) + trace
-    attrs = record.get("attrs") if isinstance(record.get("attrs"), dict) else {}
+    raw_attrs = record.get("attrs")
+    attrs: dict[str, Any] = raw_attrs if isinstance(raw_attrs, dict) else {}
     release = paint(f"release={attrs.get('release')}", "dim", color) if attrs.get("release") else ""
     if kind == "session":
         duration = record.get("duration")

@@ -36,8 +36,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from widgettrace.exporters._logfile import LOG_PATH_ENV, fallback_log_path, rotated_paths
 from widgettrace._wire_lines import WIRE_TYPES, format_wire_record
+from widgettrace.exporters._logfile import LOG_PATH_ENV, fallback_log_path, rotated_paths
 
 __all__ = [
     "Follower",
