@@ -118,7 +118,8 @@ def wants_stream(setting: str, dsn: str | None, spotlight: Any) -> bool:
 
     ``auto`` streams to sentry.io (its ingest hosts), which takes span v2 items. Self-hosted
     Sentry (its version, so whether it ingests span items, is unknown here), Bugsink (errors
-    only), Spotlight (its UI builds traces from transactions) and the local log alone (whose
+    only), Spotlight (4.11 relays span items but its UI reads only event, transaction, profile
+    and log items: ``tests/test_wire_spotlight.py``) and the local log alone (whose
     readers, ``widgettrace summary`` and the insights layer, count transactions) get
     transactions. With sentry.io and the local log, the local log gets one line per span.
     """
