@@ -15,14 +15,18 @@ since 2.66 with ``trace_lifecycle="stream"``; this module sends exactly its form
   ``sentry.segment.id`` / ``sentry.segment.name`` name the local root, ``sentry.op`` is the op
   the transaction path would give the span.
 
-Batching and delivery are the SDK's: :class:`sentry_sdk._span_batcher.SpanBatcher` buckets
-spans per trace (an envelope carries one trace's sampling context), sends a bucket when its
-segment ends or it reaches 1000 spans or 5 MB, and drops (counting ``queue_overflow``, category
-``span``) beyond 2000 spans waiting in one trace; we only shorten its deadline for stragglers
-from 5 s to :data:`FLUSH_INTERVAL_S`. Envelopes go to the client's transport and Spotlight the
-way the SDK's own ``_capture_envelope`` sends them, so rate limits, retries and client reports
-stay the SDK's. Errors never wait behind spans: they are sent by the SDK's ``capture_event``
-directly, not through this queue.
+Batching follows :class:`sentry_sdk._span_batcher.SpanBatcher` (its limits are read from it):
+spans are bucketed per trace (an envelope carries one trace's sampling context), a bucket is sent
+when its segment ends or it reaches 1000 spans or 5 MB, at most 1000 spans go in one envelope,
+and beyond 2000 spans waiting in one trace the rest are dropped and counted (``queue_overflow``,
+category ``span``). The SDK's batcher itself is not used: it serialises on a second thread that
+wakes for every segment, which measured twice the CPU of a batch processor per span
+(``benchmarks/bench_spans.py``); here the export thread that encodes the spans sends them, and
+a bucket whose segment has not ended waits at most :data:`FLUSH_INTERVAL_S` (the SDK waits 5 s).
+Envelopes are the SDK's ``Envelope``/``Item`` classes, handed to the client's transport and
+Spotlight the way the SDK's own ``_capture_envelope`` does, so rate limits (category ``span``),
+retries and client reports stay the SDK's. Errors never wait behind spans: they are sent by the
+SDK's ``capture_event`` directly, not through this queue.
 
 On the application's thread ``on_start`` remembers the span's local root (one dict entry while
 the span is open) and ``on_end`` appends a tuple of references to a bounded deque; a daemon
@@ -32,25 +36,27 @@ batcher.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import sentry_sdk
 from opentelemetry import context as context_api
-from opentelemetry import trace as trace_api
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 from sentry_sdk._span_batcher import SpanBatcher
-from sentry_sdk.envelope import Envelope
-from sentry_sdk.utils import format_attribute, serialize_attribute
+from sentry_sdk.envelope import Envelope, Item, PayloadRef
+from sentry_sdk.utils import format_attribute, format_timestamp, serialize_attribute
 
-from widgettrace.exporters._sentry_convert import Scrubber, classify
+from widgettrace.exporters._sentry_convert import Scrubber, classify, dumps
 from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import internal_errors, logger
 
@@ -58,7 +64,6 @@ __all__ = [
     "FLUSH_INTERVAL_S",
     "SPAN_CONTENT_TYPE",
     "StreamSpanProcessor",
-    "WidgetSpanBatcher",
     "typed",
     "wants_stream",
 ]
@@ -76,40 +81,42 @@ WAKE_AT_QUEUED = 256
 MAX_OPEN = 100_000
 
 _SDK_NAME = "sentry.python.widgettrace"
+_PYTHON = {"value": "python", "type": "string"}
+#: Attributes this module sets per span (a user attribute of the same name wins).
+_DERIVED = frozenset(
+    {
+        "sentry.op",
+        "sentry.platform",
+        "sentry.segment.id",
+        "sentry.segment.name",
+        "sentry.segment.name.source",
+    }
+)
 
 
-class WidgetSpanBatcher(SpanBatcher):
-    """The SDK's span batcher with a short deadline; our spans arrive typed already."""
+class _Bucket:
+    """Encoded spans of one trace waiting for their envelope."""
 
-    FLUSH_WAIT_TIME = FLUSH_INTERVAL_S
+    __slots__ = ("first", "hex", "size", "spans", "transaction")
 
-    @staticmethod
-    def _to_transport_format(item: Any) -> Any:
-        # Attributes were typed (serialize_attribute's format) on our export thread.
-        return {k: v for k, v in item.items() if k != "_segment_span"}
+    def __init__(self, first: float, trace_hex: str) -> None:
+        self.first = first
+        self.hex = trace_hex
+        #: (span JSON without its last two braces, segment id whose name it still needs or 0)
+        self.spans: list[tuple[bytes, int]] = []
+        self.size = 0
+        self.transaction: str | None = None
 
 
-class _Segment:
-    """What the batcher reads from a span's segment: its dynamic sampling context."""
-
-    __slots__ = ("dsc",)
-
-    def __init__(self, dsc: dict[str, str]) -> None:
-        self.dsc = dsc
-
-    def _dynamic_sampling_context(self) -> dict[str, str]:
-        return self.dsc
+_TYPES = {str: "string", bool: "boolean", int: "integer", float: "double"}
 
 
 def typed(value: Any) -> dict[str, Any]:
-    """An attribute value in the span v2 wire format, exactly as the SDK types it."""
-    cls = type(value)
-    if cls is str:
-        return {"value": value, "type": "string"}
-    if cls is int:
-        return {"value": value, "type": "integer"}
-    if cls is bool:
-        return {"value": value, "type": "boolean"}
+    """An attribute value in the span v2 wire format, exactly as the SDK types it
+    (``sentry_sdk.utils.format_attribute`` then ``serialize_attribute``)."""
+    kind = _TYPES.get(type(value))
+    if kind is not None and (kind != "double" or math.isfinite(value)):
+        return {"value": value, "type": kind}
     return serialize_attribute(format_attribute(value))  # type: ignore[return-value]
 
 
@@ -132,7 +139,7 @@ def wants_stream(setting: str, dsn: str | None, spotlight: Any) -> bool:
 
 
 # (context, parent context, name, kind, status code, attributes, start ns, end ns, links,
-#  local root span or None)
+#  segment span id or 0 when unknown)
 _Rec = tuple[Any, Any, str, SpanKind, StatusCode, Any, int, int, Any, Any]
 
 
@@ -168,9 +175,8 @@ class StreamSpanProcessor(SpanProcessor):
         if environment:
             static["sentry.environment"] = environment
         self._static = {key: typed(value) for key, value in static.items()}
-        self._segment_static = {
-            "sentry.platform": typed("python"),
-        }
+        # ``{"k":{...},...,`` : the attributes every span starts with, encoded once.
+        self._static_json = dumps(self._static)[:-1] + b","
         self._setup()
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
@@ -192,9 +198,16 @@ class StreamSpanProcessor(SpanProcessor):
         self._stopped = False
         self._flush_requests: list[threading.Event] = []
         self._requests_lock = threading.Lock()
-        self._batcher = WidgetSpanBatcher(self._capture, self._record_lost_kw)
+        # Encoded spans per trace, oldest first (dicts keep insertion order).
+        self._buckets: dict[int, _Bucket] = {}
+        self._ready: set[int] = set()
+        self._lost_full = 0
+        #: segment span id -> its name, for children sent with or after it
+        self._root_names: dict[int, str] = {}
         self._dsc_for: Any = None
         self._dsc_base: dict[str, str] = {}
+        self._shapes: dict[tuple[str, ...], bool] = {}
+        self._sensitive: dict[tuple[str, ...], bool] = {}
         self._thread = threading.Thread(
             target=self._run, name="widgettrace-sentry-stream", daemon=True
         )
@@ -203,15 +216,17 @@ class StreamSpanProcessor(SpanProcessor):
     # --- application thread ------------------------------------------------------------------
 
     def on_start(self, span: Any, parent_context: context_api.Context | None = None) -> None:
-        """Remember the span's local root (its segment), if it has a local parent."""
+        """Remember the span's segment (its local root) while it is open, by span id."""
         try:
-            parent = trace_api.get_current_span(parent_context)
-            pctx = parent.get_span_context()
-            if not pctx.is_valid or pctx.is_remote or len(self._roots) >= MAX_OPEN:
-                return
+            # The SDK span's parent SpanContext (a tuple: [1] span id, [2] is_remote) is set
+            # before on_start: no context lookup, no property calls on the application's thread.
+            parent = span._parent
+            if parent is None or parent[2]:
+                return  # a segment itself
             roots = self._roots
-            root = roots.get(pctx.span_id, parent)
-            roots[span._context[1]] = root
+            if len(roots) < MAX_OPEN:
+                pid = parent[1]
+                roots[span._context[1]] = roots.get(pid, pid)
         except Exception:
             with internal_errors("stream.on_start"):
                 raise
@@ -220,7 +235,7 @@ class StreamSpanProcessor(SpanProcessor):
         """Queue the span's fields (O(1)); count it if the queue is full."""
         try:
             ctx: Any = span._context
-            root = self._roots.pop(ctx[1], None) if self._roots else None
+            root = self._roots.pop(ctx[1], 0) if self._roots else 0
             if not ctx[3] & 1 or self._stopped:
                 return
             queued = len(self._queue)
@@ -260,8 +275,6 @@ class StreamSpanProcessor(SpanProcessor):
         self._stopped = True
         self._wake.set()
         self._thread.join(timeout=5.0)
-        with internal_errors("stream.shutdown"):
-            self._batcher.kill()
 
     def _flush(self, timeout: float) -> bool:
         if not self._thread.is_alive():
@@ -290,8 +303,7 @@ class StreamSpanProcessor(SpanProcessor):
                 requests, self._flush_requests = self._flush_requests, []
             with internal_errors("stream.export"):
                 self._drain()
-                if requests:
-                    self._batcher.flush()
+                self._send(flush_all=bool(requests) or self._stopped)
                 self._report_dropped()
             for done in requests:
                 done.set()
@@ -306,72 +318,180 @@ class StreamSpanProcessor(SpanProcessor):
         if client is not self._dsc_for:
             self._dsc_for = client
             self._dsc_base = self._dsc_base_for(client)
-        add = self._batcher.add
+        now = time.monotonic()
+        buckets = self._buckets
+        ready = self._ready
         popleft = queue.popleft
         while queue:
             rec = popleft()
+            tid = rec[0][0]
+            bucket = buckets.get(tid)
+            if bucket is None:
+                bucket = buckets[tid] = _Bucket(now, format(tid, "032x"))
+            elif len(bucket.spans) >= SpanBatcher.MAX_BEFORE_DROP:
+                self._lost_full += 1  # the SDK's limit per trace waiting
+                continue
             try:
-                span = self._span_json(rec)
+                body, segment_name, needs = self._encode(rec, bucket.hex)
             except Exception as exc:
                 with internal_errors("stream.build_span"):
                     raise exc
                 continue
-            add(span)  # type: ignore[arg-type]
+            bucket.spans.append((body, needs))
+            bucket.size += len(body)
+            if segment_name is not None:
+                bucket.transaction = segment_name
+                ready.add(tid)
+            elif (
+                len(bucket.spans) >= SpanBatcher.MAX_BEFORE_FLUSH
+                or bucket.size >= SpanBatcher.MAX_BYTES_BEFORE_FLUSH
+            ):
+                ready.add(tid)
 
-    def _span_json(self, rec: _Rec) -> dict[str, Any]:
-        """One span in the span v2 format (attributes typed), with its ``_segment_span``."""
-        ctx, parent, name, kind, code, attrs, start, end, links, root = rec
-        trace_hex = format(ctx[0], "032x")
-        span_hex = format(ctx[1], "016x")
-        is_segment = parent is None or parent.is_remote
-        attributes = attrs._dict if hasattr(attrs, "_dict") else (attrs or {})
+    def _send(self, *, flush_all: bool) -> None:
+        """Envelopes for the buckets whose segment ended, that are full, or waited too long."""
+        buckets = self._buckets
+        if not buckets:
+            return
+        if flush_all:
+            due = list(buckets)
+        else:
+            due = list(self._ready)
+            limit = time.monotonic() - FLUSH_INTERVAL_S
+            for tid, bucket in buckets.items():  # oldest first
+                if bucket.first > limit:
+                    break
+                due.append(tid)
+        self._ready.clear()
+        if not due:
+            return
+        sent_at = format_timestamp(datetime.now(timezone.utc))
+        for tid in due:
+            bucket = buckets.pop(tid, None)
+            if bucket is None:
+                continue
+            dsc = dict(self._dsc_base)
+            dsc["trace_id"] = bucket.hex
+            if bucket.transaction is not None:
+                dsc["transaction"] = bucket.transaction
+            spans = self._close(bucket)
+            step = SpanBatcher.MAX_ENVELOPE_SIZE
+            for start in range(0, len(spans), step):
+                chunk = spans[start : start + step]
+                item = Item(
+                    payload=PayloadRef(bytes=b'{"version":2,"items":[' + b",".join(chunk) + b"]}"),
+                    type=SpanBatcher.TYPE,
+                    content_type=SPAN_CONTENT_TYPE,
+                    headers={"item_count": len(chunk)},
+                )
+                envelope = Envelope(headers={"sent_at": sent_at, "trace": dsc}, items=[item])
+                try:
+                    self._capture(envelope)
+                except Exception as exc:
+                    with internal_errors("stream.send"):
+                        raise exc
+
+    def _close(self, bucket: _Bucket) -> list[bytes]:
+        """The bucket's spans as finished JSON, segment names filled in where known: a child
+        usually ends before its segment, whose final name is known only when it ends."""
+        names = self._root_names
+        out = []
+        for body, needs in bucket.spans:
+            name = names.get(needs) if needs else None
+            if name is None:
+                out.append(body + b"}}")
+            else:
+                out.append(body + b',"sentry.segment.name":' + dumps(typed(name)) + b"}}")
+        return out
+
+    def _encode(self, rec: _Rec, trace_hex: str) -> tuple[bytes, str | None, int]:
+        """One span as span v2 JSON without its last two braces, its segment name when it is a
+        segment, and the segment id whose name it still needs (0: none)."""
+        ctx, parent, name, kind, code, attrs, start, end, links, segment = rec
+        sid = ctx[1]
+        is_segment = parent is None or parent[2]
+        attributes = getattr(attrs, "_dict", attrs) or {}
         keys = tuple(attributes)
         op, description, _status, segment_name, source = classify(
             name, kind, code, attributes, keys
         )
-        out: dict[str, Any] = dict(self._static)
-        if attributes:
-            for key, value in self._scrubber.data(attributes).items():
-                out[key] = typed(value)
-        out["sentry.op"] = typed(op)
+        extra: dict[str, Any] = {"sentry.op": typed(op)}
+        needs = 0
         if is_segment:
-            out.update(self._segment_static)
-            out["sentry.segment.id"] = typed(span_hex)
-            out["sentry.segment.name"] = typed(segment_name)
-            out["sentry.segment.name.source"] = typed(source)
+            extra["sentry.platform"] = _PYTHON
+            extra["sentry.segment.id"] = typed(format(sid, "016x"))
+            extra["sentry.segment.name"] = typed(segment_name)
+            extra["sentry.segment.name.source"] = typed(source)
             display = segment_name
+            names = self._root_names
+            if len(names) >= MAX_OPEN:
+                names.clear()
+            names[sid] = segment_name
         else:
             display = description
-            if root is not None:
-                out["sentry.segment.id"] = typed(format(root.get_span_context().span_id, "016x"))
-                out["sentry.segment.name"] = typed(self._root_name(root))
-        span: dict[str, Any] = {
-            "trace_id": trace_hex,
-            "span_id": span_hex,
-            "name": display,
-            "status": "error" if code is StatusCode.ERROR else "ok",
-            "is_segment": is_segment,
-            "start_timestamp": start / 1e9,
-            "end_timestamp": end / 1e9,
-        }
+            # Unknown (its parent started before this processor was added): the parent.
+            needs = segment or parent[1]
+            extra["sentry.segment.id"] = typed(format(needs, "016x"))
+        if attributes:
+            user = self._typed_attributes(attributes, keys)
+            clash = self._shapes.get(keys)
+            if clash is None:
+                clash = any(k in self._static or k in _DERIVED for k in keys)
+                if len(self._shapes) < 4096:
+                    self._shapes[keys] = clash
+            if clash:  # the user's value wins, as in the SDK (its attributes are set last)
+                attributes_json = dumps({**self._static, **extra, **user})[:-1]
+            else:
+                attributes_json = self._static_json + dumps(user)[1:-1] + b"," + dumps(extra)[1:-1]
+        else:
+            attributes_json = self._static_json + dumps(extra)[1:-1]
+        parts = [
+            b'{"trace_id":"%b","span_id":"%016x","name":%b,"status":"%b","is_segment":%b,'
+            b'"start_timestamp":%d.%09d,"end_timestamp":%d.%09d'
+            % (
+                trace_hex.encode(),
+                sid,
+                dumps(display),
+                b"error" if code is StatusCode.ERROR else b"ok",
+                b"true" if is_segment else b"false",
+                start // 1_000_000_000,
+                start % 1_000_000_000,
+                end // 1_000_000_000,
+                end % 1_000_000_000,
+            )
+        ]
         if parent is not None:
-            span["parent_span_id"] = format(parent.span_id, "016x")
+            parts.append(b',"parent_span_id":"%016x"' % parent[1])
         if links:
-            span["links"] = [self._link(link) for link in links]
-        span["attributes"] = out
-        dsc = dict(self._dsc_base)
-        dsc["trace_id"] = trace_hex
-        if is_segment:
-            dsc["transaction"] = segment_name
-        span["_segment_span"] = _Segment(dsc)
-        return span
+            parts.append(b',"links":' + dumps([self._link(link) for link in links]))
+        parts.append(b',"attributes":' + attributes_json)
+        return b"".join(parts), segment_name if is_segment else None, needs
 
-    def _root_name(self, root: Any) -> str:
-        # The root may still be open on another thread: copy its attributes (one C-level copy
-        # under the GIL) before reading them.
-        raw = getattr(root, "_attributes", None)
-        attrs = dict(getattr(raw, "_dict", raw) or {})
-        return classify(root.name, root.kind, root.status.status_code, attrs, tuple(attrs))[3]
+    def _typed_attributes(
+        self, attributes: Mapping[str, Any], keys: tuple[str, ...]
+    ) -> dict[str, dict[str, Any]]:
+        """Scrubbed attributes in the wire's typed form. Most spans need no scrubbing (no
+        sensitive key, no free text): those skip the scrubber's copy."""
+        sensitive = self._sensitive.get(keys)
+        if sensitive is None:
+            sensitive = any(self._scrubber.verdict(k) for k in keys)
+            if len(self._sensitive) < 4096:
+                self._sensitive[keys] = sensitive
+        if not sensitive:
+            out: dict[str, dict[str, Any]] = {}
+            types = _TYPES
+            for key, value in attributes.items():
+                kind = types.get(type(value))
+                if (
+                    kind is None
+                    or (kind == "string" and (" " in value or "@" in value))
+                    or (kind == "double" and not math.isfinite(value))
+                ):
+                    break  # free text, a sequence or a non-finite number: the full path
+                out[key] = {"value": value, "type": kind}
+            else:
+                return out
+        return {k: typed(v) for k, v in self._scrubber.data(attributes).items()}
 
     def _link(self, link: Any) -> dict[str, Any]:
         lctx = link.context
@@ -415,6 +535,9 @@ class StreamSpanProcessor(SpanProcessor):
                 transport.record_lost_event(**kwargs)
 
     def _report_dropped(self) -> None:
+        if self._lost_full:
+            full, self._lost_full = self._lost_full, 0
+            self._record_lost_kw(reason="queue_overflow", data_category="span", quantity=full)
         if not self._dropped:
             return
         with self._drop_lock:
