@@ -83,19 +83,27 @@ def configure_log_options(options: dict[str, Any], settings: Any) -> None:
     """Switch the SDK's log items on in ``sentry_sdk.init`` options (or leave them off).
 
     Replaces the ``LoggingIntegration`` in ``options["integrations"]`` by one that also sends
-    log items at the configured level (breadcrumbs stay as they were, no error events from
-    logging: errors are widgettrace's).
+    log items at the configured level; its breadcrumb and event levels stay as they were.
     """
     from sentry_sdk.integrations.logging import LoggingIntegration
 
     level = logs_level(getattr(settings, "sentry_logs_level", "WARNING"))
     global _scrubber
     _scrubber = Scrubber(bool(getattr(settings, "send_default_pii", False)))
-    integrations = [
-        i for i in options.get("integrations", []) if not isinstance(i, LoggingIntegration)
-    ]
+    integrations = []
+    breadcrumbs: int | None = logging.INFO
+    events: int | None = None
+    for integration in options.get("integrations", []):
+        if isinstance(integration, LoggingIntegration):
+            # Keep its breadcrumb and event levels (None: off), whatever set them.
+            crumb = integration._breadcrumb_handler
+            breadcrumbs = crumb.level if crumb is not None else None
+            event = integration._handler
+            events = event.level if event is not None else None
+        else:
+            integrations.append(integration)
     integrations.append(
-        LoggingIntegration(level=logging.INFO, event_level=None, sentry_logs_level=level)
+        LoggingIntegration(level=breadcrumbs, event_level=events, sentry_logs_level=level)
     )
     options["integrations"] = integrations
     if level is not None:

@@ -367,9 +367,9 @@ class StreamSpanProcessor(SpanProcessor):
             return
         sent_at = format_timestamp(datetime.now(timezone.utc))
         for tid in due:
-            bucket = buckets.pop(tid, None)
-            if bucket is None:
+            if tid not in buckets:
                 continue
+            bucket = buckets.pop(tid)
             dsc = dict(self._dsc_base)
             dsc["trace_id"] = bucket.hex
             if bucket.transaction is not None:
