@@ -34,14 +34,14 @@ def test_spotlight_gets_spans_logs_and_sessions(spotlight: SpotlightServer, span
         provider.add_span_processor(companion)
     tracer = provider.get_tracer("spotlight")
     try:
-        with widgettrace.session(user="u-1", name="Block 5 QA agent"):
-            with (
-                tracer.start_as_current_span(
-                    "GET /w", kind=SpanKind.SERVER, attributes={"http.route": "/w"}
-                ),
-                tracer.start_as_current_span("convert"),
-            ):
-                logging.getLogger("widgets").warning("slow conversion")
+        with (
+            widgettrace.session(user="u-1", name="Block 5 QA agent"),
+            tracer.start_as_current_span(
+                "GET /w", kind=SpanKind.SERVER, attributes={"http.route": "/w"}
+            ),
+            tracer.start_as_current_span("convert"),
+        ):
+            logging.getLogger("widgets").warning("slow conversion")
         provider.force_flush()
         sentry_sdk.flush(timeout=5)
         kind = "span" if spans == "stream" else "transaction"
