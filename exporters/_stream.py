@@ -64,6 +64,7 @@ __all__ = [
     "FLUSH_INTERVAL_S",
     "SPAN_CONTENT_TYPE",
     "StreamSpanProcessor",
+    "span_envelope",
     "typed",
     "wants_stream",
 ]
@@ -92,6 +93,23 @@ _DERIVED = frozenset(
         "sentry.segment.name.source",
     }
 )
+
+
+def span_envelope(sent_at: str, dsc: dict[str, str], spans: list[bytes]) -> Envelope:
+    """``Envelope(headers, [Item(PayloadRef(bytes=...), type="span", ...)])``, built the way
+    those constructors build it without their copies and checks (they cost more than the
+    encoding of a small trace); ``tests/test_sentry_stream.py`` compares the two."""
+    item = Item.__new__(Item)
+    item.headers = {
+        "item_count": len(spans),
+        "type": SpanBatcher.TYPE,
+        "content_type": SPAN_CONTENT_TYPE,
+    }
+    item.payload = PayloadRef(bytes=b'{"version":2,"items":[' + b",".join(spans) + b"]}")
+    envelope = Envelope.__new__(Envelope)
+    envelope.headers = {"sent_at": sent_at, "trace": dsc}
+    envelope.items = [item]
+    return envelope
 
 
 class _Bucket:
@@ -207,7 +225,7 @@ class StreamSpanProcessor(SpanProcessor):
         self._dsc_for: Any = None
         self._dsc_base: dict[str, str] = {}
         self._shapes: dict[tuple[str, ...], bool] = {}
-        self._sensitive: dict[tuple[str, ...], bool] = {}
+        self._sensitive: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._thread = threading.Thread(
             target=self._run, name="widgettrace-sentry-stream", daemon=True
         )
@@ -470,28 +488,40 @@ class StreamSpanProcessor(SpanProcessor):
     def _typed_attributes(
         self, attributes: Mapping[str, Any], keys: tuple[str, ...]
     ) -> dict[str, dict[str, Any]]:
-        """Scrubbed attributes in the wire's typed form. Most spans need no scrubbing (no
-        sensitive key, no free text): those skip the scrubber's copy."""
+        """Scrubbed attributes in the wire's typed form, with :meth:`Scrubber.data`'s result.
+
+        Which keys the scrubber judges by name (secrets, PII, URLs) is decided once per key
+        tuple and only those go through it; every other string is scrubbed by content only when
+        it could hold a credential or an email (a space or an ``@``), as ``Scrubber.data`` does.
+        """
         sensitive = self._sensitive.get(keys)
         if sensitive is None:
-            sensitive = any(self._scrubber.verdict(k) for k in keys)
+            verdict = self._scrubber.verdict
+            sensitive = tuple(k for k in keys if verdict(k) & 3)
             if len(self._sensitive) < 4096:
                 self._sensitive[keys] = sensitive
-        if not sensitive:
-            out: dict[str, dict[str, Any]] = {}
-            types = _TYPES
-            for key, value in attributes.items():
-                kind = types.get(type(value))
-                if (
-                    kind is None
-                    or (kind == "string" and (" " in value or "@" in value))
-                    or (kind == "double" and not math.isfinite(value))
-                ):
-                    break  # free text, a sequence or a non-finite number: the full path
-                out[key] = {"value": value, "type": kind}
+        src: Mapping[str, Any] = attributes
+        done: Mapping[str, Any] = {}
+        if sensitive:
+            done = self._scrubber.data({k: attributes[k] for k in sensitive})
+            src = {**attributes, **done}
+        out: dict[str, dict[str, Any]] = {}
+        types = _TYPES
+        scrub_text = self._scrubber.value
+        for key, value in src.items():
+            kind = types.get(type(value))
+            if kind == "string":
+                if key not in done and (" " in value or "@" in value):
+                    out[key] = {"value": scrub_text(value), "type": kind}
+                else:
+                    out[key] = {"value": value, "type": kind}
+            elif kind is None or (kind == "double" and not math.isfinite(value)):
+                # Sequences and non-finite numbers: the scrubber's and the SDK's own handling.
+                clean = done[key] if key in done else self._scrubber.data({key: value})[key]
+                out[key] = typed(clean)
             else:
-                return out
-        return {k: typed(v) for k, v in self._scrubber.data(attributes).items()}
+                out[key] = {"value": value, "type": kind}
+        return out
 
     def _link(self, link: Any) -> dict[str, Any]:
         lctx = link.context

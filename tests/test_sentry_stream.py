@@ -351,3 +351,53 @@ def test_local_log_keeps_one_line_per_span_and_tail_shows_them(tmp_path: Path) -
         main(["tail", "--color", "never", str(log)])
     text = out.getvalue()
     assert "SPAN" in text and "GET /local" in text and "inner" in text
+
+
+def test_the_fast_envelope_equals_the_sdks_constructors() -> None:
+    from sentry_sdk.envelope import Envelope, Item, PayloadRef
+
+    from widgettrace.exporters._stream import span_envelope
+
+    spans = [b'{"a":1}', b'{"b":2}']
+    dsc = {"trace_id": "0" * 32, "public_key": "k"}
+    fast = span_envelope("2026-01-01T00:00:00.000000Z", dsc, spans)
+    slow = Envelope(
+        headers={"sent_at": "2026-01-01T00:00:00.000000Z", "trace": dsc},
+        items=[
+            Item(
+                payload=PayloadRef(bytes=b'{"version":2,"items":[{"a":1},{"b":2}]}'),
+                type="span",
+                content_type=SPAN_CONTENT_TYPE,
+                headers={"item_count": 2},
+            )
+        ],
+    )
+    assert fast.serialize() == slow.serialize()
+    assert fast.items[0].data_category == "span"
+
+
+def test_attribute_scrubbing_matches_the_scrubbers_own_result() -> None:
+    from widgettrace.exporters._sentry_convert import Scrubber
+    from widgettrace.exporters._stream import typed
+
+    attrs = {
+        "http.request.header.authorization": "Bearer abc",
+        "url.full": "http://u:p@x/?token=secret&q=1",
+        "client.address": "10.0.0.1",
+        "user.email": "a@b.c",
+        "user_agent.original": "Mozilla/5.0 (X11) contact me@example.com",
+        "message": "Token abcdef please",
+        "widget.tags": ("a@b.c", "ok"),
+        "widget.ratio": float("nan"),
+        "widget.count": 3,
+        "widget.ok": True,
+        "plain": "nothing here",
+    }
+    processor = StreamSpanProcessor(send_default_pii=False)
+    try:
+        ours = processor._typed_attributes(attrs, tuple(attrs))
+    finally:
+        processor.shutdown()
+    expected = {k: typed(v) for k, v in Scrubber(False).data(attrs).items()}
+    assert ours == expected
+    assert "secret" not in json.dumps(ours) and "a@b.c" not in json.dumps(ours)
