@@ -162,23 +162,24 @@ def test_sessions_off_sends_none() -> None:
 
 
 def test_blocks_mode_wraps_each_cascade_block_in_a_session() -> None:
+    from widgettrace.instrumentation import api
+
     transport = CapturingTransport(DSN)
     with pipeline(make_settings(sentry_dsn=DSN, sessions="blocks"), transport) as provider:
-        tracer = provider.get_tracer("cascade")
-
-        def block(name: str, fail: str | None) -> None:
-            attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name}
-            with tracer.start_as_current_span(f"invoke_agent {name}", attributes=attrs):
-                if fail == "inner":
-                    with tracer.start_as_current_span("chat gpt") as llm:
-                        llm.set_status(Status(StatusCode.ERROR))
-                if fail == "escape":
-                    raise RuntimeError("block failed")
-
-        block("planner", None)
-        block("coder", "inner")
-        with pytest.raises(RuntimeError):
-            block("reviewer", "escape")
+        api.set_tracer_provider(provider)
+        try:
+            with widgettrace.agent_block_span("planner", model="gpt-4o"):
+                pass
+            with widgettrace.agent_block_span("coder"):
+                with widgettrace.llm_call_span("gpt-4o") as llm:
+                    llm.set_status(Status(StatusCode.ERROR))
+            with pytest.raises(RuntimeError), widgettrace.agent_block_span("reviewer"):
+                raise RuntimeError("block failed")
+            # Not a block: no session of its own.
+            with widgettrace.span("helper"):
+                pass
+        finally:
+            api.set_tracer_provider(None)
         provider.force_flush()
         sessions = _items(transport, "session")
     assert sorted(s["status"] for s in sessions) == ["crashed", "errored", "exited"]
