@@ -15,11 +15,11 @@ adds what the SDK cannot know:
 * dropping the ``otel*`` record attributes that ``opentelemetry-instrumentation-logging`` adds
   (the ids are already fields).
 
-The user's own log lines carry the ids too: :func:`instrument_log_records` installs
-``opentelemetry-instrumentation-logging``'s record factory (``otelTraceID``, ``otelSpanID``,
-``otelTraceSampled``, ``otelServiceName`` on every record) without its OTel logs handler; with
-``OTEL_PYTHON_LOG_CORRELATION=true`` it also sets its default format on an unconfigured root
-logger, so ``%(otelTraceID)s`` appears in plain ``logging.basicConfig`` output.
+The user's own log lines carry the ids too: :func:`instrument_log_records` installs a record
+factory setting ``otelTraceID``, ``otelSpanID``, ``otelTraceSampled`` and ``otelServiceName``
+on every record (the names ``opentelemetry-instrumentation-logging`` uses; why not that package:
+see the function); with ``OTEL_PYTHON_LOG_CORRELATION=true`` it also sets that package's default
+format on an unconfigured root logger.
 """
 
 from __future__ import annotations
@@ -111,29 +111,50 @@ def configure_log_options(options: dict[str, Any], settings: Any) -> None:
         options["before_send_log"] = before_send_log
 
 
-def instrument_log_records(tracer_provider: Any = None) -> None:
-    """Trace and span ids on every ``logging`` record (``opentelemetry-instrumentation-logging``).
+_factory_installed = False
 
-    Idempotent (the instrumentor's own guard); a missing package is one debug line.
+
+def instrument_log_records(service_name: str = "") -> None:
+    """Trace and span ids on every ``logging`` record, as ``opentelemetry-instrumentation-logging``
+    names them (``otelTraceID``, ``otelSpanID``, ``otelTraceSampled``, ``otelServiceName``), so
+    formats written for it work unchanged. Idempotent; the factory never raises.
+
+    Not that package itself: its ``opentelemetry_instrumentor`` entry point also puts an OTel
+    logs handler on the root logger in every process started by ``opentelemetry-instrument``
+    (whichever distro runs), which silences Python's last-resort output of warnings to stderr
+    (``tests/test_distro.py`` caught it): installing it would change every application's logging.
     """
-    try:
-        from opentelemetry.instrumentation.logging import LoggingInstrumentor
-    except ImportError:
-        logging.getLogger("widgettrace").debug(
-            "widgettrace: opentelemetry-instrumentation-logging is not installed; log records "
-            "carry no trace ids"
-        )
+    global _factory_installed
+    if _factory_installed:
         return
-    with internal_errors("logs.instrument"):
-        instrumentor = LoggingInstrumentor()
-        if instrumentor.is_instrumented_by_opentelemetry:
-            return
-        correlation = os.environ.get("OTEL_PYTHON_LOG_CORRELATION", "false").lower() == "true"
-        instrumentor.instrument(
-            tracer_provider=tracer_provider,
-            inject_trace_context=True,
-            set_logging_format=correlation,
-            # Our logs go to Sentry; the OTel logs pipeline (a no-op without a provider) is not
-            # ours to install.
-            enable_log_auto_instrumentation=False,
+    _factory_installed = True
+    previous = logging.getLogRecordFactory()
+    get_current_span = trace_api.get_current_span
+
+    def record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            ctx = get_current_span().get_span_context()
+            if ctx.is_valid:
+                record.otelTraceID = format(ctx.trace_id, "032x")
+                record.otelSpanID = format(ctx.span_id, "016x")
+                record.otelTraceSampled = ctx.trace_flags.sampled
+            else:
+                record.otelTraceID = "0"
+                record.otelSpanID = "0"
+                record.otelTraceSampled = False
+            record.otelServiceName = service_name
+        except Exception:  # never break a log call
+            pass
+        return record
+
+    logging.setLogRecordFactory(record_factory)
+    if os.environ.get("OTEL_PYTHON_LOG_CORRELATION", "false").strip().lower() == "true":
+        # The standard variable's meaning: a format with the ids on an unconfigured root logger.
+        logging.basicConfig(
+            format=os.environ.get("OTEL_PYTHON_LOG_FORMAT")
+            or "%(asctime)s %(levelname)s [%(name)s] [%(filename)s:%(lineno)d] "
+            "[trace_id=%(otelTraceID)s span_id=%(otelSpanID)s "
+            "resource.service.name=%(otelServiceName)s trace_sampled=%(otelTraceSampled)s] "
+            "- %(message)s"
         )

@@ -54,6 +54,7 @@ def span_processor(
     if mode != "off":
         companions.append(_sessions.SessionProcessor(release, environment, blocks=mode == "blocks"))
     processor.companions = companions  # type: ignore[attr-defined]
-    if _logs.logs_level(getattr(settings, "sentry_logs_level", None)) is not None:
-        _logs.instrument_log_records()
+    resource = kwargs.get("resource")
+    service = resource.attributes.get("service.name", "") if resource is not None else ""
+    _logs.instrument_log_records(str(service))
     return processor
