@@ -190,50 +190,23 @@ def _span_status(span: ReadableSpan) -> tuple[str, int]:
 class SessionProcessor(SpanProcessor):
     """Request sessions for local-root SERVER spans; a session per cascade block (``blocks``).
 
-    A block is a span with ``gen_ai.operation.name = invoke_agent`` (``agent_block_span``); its
-    session is ``crashed`` when an exception escaped it, ``errored`` when any other span of its
-    trace ended with an error while it was open, else ``exited``.
+    A block is a span with ``gen_ai.operation.name = invoke_agent`` (``agent_block_span``; its
+    attributes are set after it starts, so blocks are recognised when they end). Its session
+    starts and ends with the span: ``crashed`` when an exception escaped it, ``errored`` when it
+    or any span under it ended with an error, else ``exited``; ``did`` is its ``user.id``.
     """
 
     def __init__(self, release: str | None, environment: str | None, *, blocks: bool) -> None:
         self._release = release
         self._environment = environment
         self._blocks = blocks
-        #: block span id -> (trace id, its session); a few at a time
-        self._open_blocks: dict[int, tuple[int, Session]] = {}
-        self._lock = threading.Lock()
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        if not self._blocks:
-            return
-        try:
-            attrs = span._attributes or {}
-            if attrs.get(sc.GEN_AI_OPERATION_NAME) != "invoke_agent":
-                return
-            user = attrs.get(sc.USER_ID)
-            sess = Session(
-                release=self._release,
-                environment=self._environment,
-                session_mode="application",
-                did=str(user) if user is not None else None,
-            )
-            name = attrs.get(sc.GEN_AI_AGENT_NAME)
-            if name:
-                with _names_lock:
-                    _names[str(sess.sid)] = str(name)
-            ctx = span._context
-            with self._lock:
-                self._open_blocks[ctx[1]] = (ctx[0], sess)
-            _open.add(sess)
-        except Exception:
-            with internal_errors("sessions.on_start"):
-                raise
+        #: span id -> errors in its finished descendants (bubbled up as spans end)
+        self._errors_below: dict[int, int] = {}
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            ctx: Any = span._context
-            if self._open_blocks:
-                self._end_block(span, ctx)
+            if self._blocks:
+                self._block(span)
             if span._kind is not SpanKind.SERVER:
                 return
             parent = span._parent
@@ -254,20 +227,43 @@ class SessionProcessor(SpanProcessor):
             with internal_errors("sessions.on_end"):
                 raise
 
-    def _end_block(self, span: ReadableSpan, ctx: Any) -> None:
-        with self._lock:
-            entry = self._open_blocks.pop(ctx[1], None)
-            if entry is None:
-                if span._status._status_code is StatusCode.ERROR:
-                    # An error inside a block: the innermost open block of its trace counts it.
-                    for trace_id, sess in reversed(list(self._open_blocks.values())):
-                        if trace_id == ctx[0]:
-                            sess.update(errors=sess.errors + 1)
-                            break
-                return
-        status, _ = _span_status(span)
-        sess = entry[1]
-        _end(sess, None if status == "exited" else status)
+    def _block(self, span: ReadableSpan) -> None:
+        below = self._errors_below
+        sid = span._context.span_id  # type: ignore[union-attr]
+        errors = below.pop(sid, 0) if below else 0
+        status, own = _span_status(span)
+        errors += own
+        parent = span._parent
+        if errors and parent is not None and not parent.is_remote:
+            if len(below) >= _MAX_NAMES:
+                below.clear()  # parents that never end: forget rather than grow
+            below[parent.span_id] = below.get(parent.span_id, 0) + errors
+        attrs = span._attributes or {}
+        if attrs.get(sc.GEN_AI_OPERATION_NAME) != "invoke_agent":
+            return
+        start = datetime.fromtimestamp((span._start_time or 0) / 1e9, timezone.utc)
+        end = datetime.fromtimestamp((span._end_time or 0) / 1e9, timezone.utc)
+        user = attrs.get(sc.USER_ID)
+        sess = Session(
+            started=start,
+            release=self._release,
+            environment=self._environment,
+            session_mode="application",
+            did=str(user) if user is not None else None,
+            errors=errors,
+        )
+        name = attrs.get(sc.GEN_AI_AGENT_NAME)
+        if name:
+            with _names_lock:
+                _names[str(sess.sid)] = str(name)
+        if status == "exited" and errors:
+            status = "errored"
+        sess.update(
+            status=status,  # type: ignore[arg-type]
+            timestamp=end,
+            duration=(end - start).total_seconds(),
+        )
+        _capture(sess)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         with internal_errors("sessions.flush"):

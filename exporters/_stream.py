@@ -66,7 +66,6 @@ __all__ = [
     "StreamSpanProcessor",
     "span_envelope",
     "typed",
-    "wants_stream",
 ]
 
 SPAN_CONTENT_TYPE = SpanBatcher.CONTENT_TYPE
@@ -78,6 +77,8 @@ FLUSH_INTERVAL_S = 1.0
 TICK_S = 0.05
 #: Ended spans queued that wake the export thread before its tick.
 WAKE_AT_QUEUED = 256
+#: Longest the export thread waits for room in a full transport queue.
+BACKPRESSURE_WAIT_S = 2.0
 #: Open spans whose local root is remembered; beyond it a span's segment is left unnamed.
 MAX_OPEN = 100_000
 
@@ -136,24 +137,6 @@ def typed(value: Any) -> dict[str, Any]:
     if kind is not None and (kind != "double" or math.isfinite(value)):
         return {"value": value, "type": kind}
     return serialize_attribute(format_attribute(value))  # type: ignore[return-value]
-
-
-def wants_stream(setting: str, dsn: str | None, spotlight: Any) -> bool:
-    """Whether ``WIDGETTRACE_SENTRY_SPANS`` (``auto`` / ``transactions`` / ``stream``) streams.
-
-    ``auto`` streams to sentry.io (its ingest hosts), which takes span v2 items. Self-hosted
-    Sentry (its version, so whether it ingests span items, is unknown here), Bugsink (errors
-    only), Spotlight (4.11 relays span items but its UI reads only event, transaction, profile
-    and log items: ``tests/test_wire_spotlight.py``) and the local log alone (whose
-    readers, ``widgettrace summary`` and the insights layer, count transactions) get
-    transactions. With sentry.io and the local log, the local log gets one line per span.
-    """
-    if setting in ("stream", "transactions"):
-        return setting == "stream"
-    if spotlight or not dsn:
-        return False
-    host = dsn.split("@", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
-    return host == "sentry.io" or host.endswith(".sentry.io")
 
 
 # (context, parent context, name, kind, status code, attributes, start ns, end ns, links,
@@ -225,6 +208,8 @@ class StreamSpanProcessor(SpanProcessor):
         self._dsc_for: Any = None
         self._dsc_base: dict[str, str] = {}
         self._shapes: dict[tuple[str, ...], bool] = {}
+        self._checks_for: Any = None
+        self._checks: list[Callable[[], bool]] = []
         self._sensitive: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._thread = threading.Thread(
             target=self._run, name="widgettrace-sentry-stream", daemon=True
@@ -555,8 +540,32 @@ class StreamSpanProcessor(SpanProcessor):
         if spotlight is not None:
             with internal_errors("stream.spotlight"):
                 spotlight.capture_envelope(envelope)
-        if client.transport is not None:
-            client.transport.capture_envelope(envelope)
+        transport = client.transport
+        if transport is not None:
+            self._wait_for_room(transport)
+            transport.capture_envelope(envelope)
+
+    def _wait_for_room(self, transport: Any) -> None:
+        """A full transport queue makes this thread wait (up to BACKPRESSURE_WAIT_S), so a
+        burst backs up into the span queue, where an overflow is counted, instead of the SDK
+        dropping whole envelopes."""
+        if transport is not self._checks_for:
+            self._checks_for = transport
+            self._checks = []
+            for holder in (transport, getattr(transport, "inner", None)):
+                check = getattr(holder, "queue_full", None) if holder is not None else None
+                if check is None and holder is not None:
+                    check = getattr(getattr(holder, "_worker", None), "full", None)
+                if callable(check):
+                    self._checks.append(check)
+        checks = self._checks
+        if not any(full() for full in checks):
+            return
+        deadline = time.monotonic() + BACKPRESSURE_WAIT_S
+        while any(full() for full in checks):
+            if time.monotonic() >= deadline or self._stopped:
+                return  # the SDK drops and counts it (client report queue_overflow)
+            time.sleep(0.002)
 
     def _record_lost_kw(self, **kwargs: Any) -> None:
         with internal_errors("stream.record_lost"):
@@ -580,9 +589,3 @@ class StreamSpanProcessor(SpanProcessor):
                 "dropped (counted in Sentry client reports as queue_overflow)",
                 dropped,
             )
-
-
-def stream_processor_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of the transaction processor's options the stream processor takes."""
-    keep = ("resource", "release", "environment", "send_default_pii", "queue_size", "get_client")
-    return {key: kwargs[key] for key in keep if key in kwargs}

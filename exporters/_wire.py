@@ -8,19 +8,45 @@ next to it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
 from widgettrace.exporters import _logs, _sessions
-from widgettrace.exporters._stream import (
-    StreamSpanProcessor,
-    stream_processor_options,
-    wants_stream,
-)
+from widgettrace.exporters._stream import StreamSpanProcessor
 
-__all__ = ["extend_init_options", "span_mode", "span_processor"]
+__all__ = [
+    "extend_init_options",
+    "span_mode",
+    "span_processor",
+    "stream_processor_options",
+    "wants_stream",
+]
+
+
+def wants_stream(setting: str, dsn: str | None, spotlight: Any) -> bool:
+    """Whether ``WIDGETTRACE_SENTRY_SPANS`` (``auto`` / ``transactions`` / ``stream``) streams.
+
+    ``auto`` streams to sentry.io (its ingest hosts), which takes span v2 items. Self-hosted
+    Sentry (its version, so whether it ingests span items, is unknown here), Bugsink (errors
+    only), Spotlight (4.11 relays span items but its UI reads only event, transaction, profile
+    and log items: ``tests/test_wire_spotlight.py``) and the local log alone (whose
+    readers, ``widgettrace summary`` and the insights layer, count transactions) get
+    transactions. With sentry.io and the local log, the local log gets one line per span.
+    """
+    if setting in ("stream", "transactions"):
+        return setting == "stream"
+    if spotlight or not dsn:
+        return False
+    host = dsn.split("@", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    return host == "sentry.io" or host.endswith(".sentry.io")
+
+
+def stream_processor_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of the transaction processor's options the stream processor takes."""
+    keep = ("resource", "release", "environment", "send_default_pii", "queue_size", "get_client")
+    return {key: kwargs[key] for key in keep if key in kwargs}
 
 
 def span_mode(settings: Any, options: dict[str, Any]) -> str:

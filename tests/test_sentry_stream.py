@@ -21,7 +21,8 @@ from receivers.span_v2 import assert_valid, check_span, known_category
 from test_sentry_support import DSN, CapturingTransport, make_settings
 
 from widgettrace.exporters import _sentry_errors
-from widgettrace.exporters._stream import SPAN_CONTENT_TYPE, StreamSpanProcessor, wants_stream
+from widgettrace.exporters._stream import SPAN_CONTENT_TYPE, StreamSpanProcessor
+from widgettrace.exporters._wire import wants_stream
 from widgettrace.exporters.sentry import WidgetTraceSpanProcessor, configure_sentry
 from widgettrace.instrumentation import scope
 from widgettrace.instrumentation._config import Settings

@@ -170,9 +170,11 @@ def test_blocks_mode_wraps_each_cascade_block_in_a_session() -> None:
         try:
             with widgettrace.agent_block_span("planner", model="gpt-4o"):
                 pass
-            with widgettrace.agent_block_span("coder"):
-                with widgettrace.llm_call_span("gpt-4o") as llm:
-                    llm.set_status(Status(StatusCode.ERROR))
+            with (
+                widgettrace.agent_block_span("coder"),
+                widgettrace.llm_call_span("gpt-4o") as llm,
+            ):
+                llm.set_status(Status(StatusCode.ERROR))
             with pytest.raises(RuntimeError), widgettrace.agent_block_span("reviewer"):
                 raise RuntimeError("block failed")
             # Not a block: no session of its own.
