@@ -86,19 +86,27 @@ def _sdk_spans() -> list[tuple[Any, Any, dict[str, Any]]]:
         auto_enabling_integrations=False,
     )
     try:
-        with sentry_sdk.traces.start_span(name="GET /widgets/{id}", attributes=USER_ATTRS):
-            with sentry_sdk.traces.start_span(name="convert", attributes=USER_ATTRS):
-                pass
-            with (
-                pytest.raises(ValueError, match=r"boom|conversion failed"),
-                sentry_sdk.traces.start_span(name="fails", attributes=USER_ATTRS),
-            ):
-                raise ValueError("boom")
+        # A fresh head of trace in a fresh scope: what earlier tests left in the SDK's
+        # propagation context must not shape its sampling context.
+        with sentry_sdk.isolation_scope():
+            sentry_sdk.traces.new_trace()
+            _sdk_tree()
         sentry_sdk.flush(timeout=5)
         return _span_items(transport)
     finally:
         sentry_sdk.get_client().close(timeout=2)
         sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
+
+
+def _sdk_tree() -> None:
+    with sentry_sdk.traces.start_span(name="GET /widgets/{id}", attributes=USER_ATTRS):
+        with sentry_sdk.traces.start_span(name="convert", attributes=USER_ATTRS):
+            pass
+        with (
+            pytest.raises(ValueError, match=r"boom|conversion failed"),
+            sentry_sdk.traces.start_span(name="fails", attributes=USER_ATTRS),
+        ):
+            raise ValueError("boom")
 
 
 def _our_spans() -> list[tuple[Any, Any, dict[str, Any]]]:
