@@ -37,6 +37,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from asyncio import current_task
 from asyncio.events import _get_running_loop
 from collections import OrderedDict, deque
@@ -363,15 +364,22 @@ def remember_origin(exc: BaseException, ctx: SpanContext) -> SpanContext:
 SPAN_OWNER_KEY = context_api.create_key("widgettrace-span-owner")
 _BOUNDARY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
 _get_ident = threading.get_ident
+_weakref = weakref.ref
 
 
 def span_owner() -> object:
-    """Who runs this code: the asyncio task, else the thread."""
+    """Who runs this code: a weak reference to the asyncio task, else the thread's id.
+
+    Weak, because the value lands in OTel contexts that applications keep (FastAPI's request
+    telemetry, a saved ``context.get_current()``): a Task held there keeps its own context alive,
+    and with it whatever the request left in contextvars (sentry-sdk Dedupe's last exception,
+    its traceback, frames and the Request). Two weak references to one live task compare equal.
+    """
     loop = _get_running_loop()
     if loop is not None:
         task = current_task(loop)
         if task is not None:
-            return task
+            return _weakref(task)
     return _get_ident()
 
 
