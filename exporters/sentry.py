@@ -34,8 +34,9 @@ instrumented span (sampled or not) exactly once, through
 Sentry error event linked to the trace and the span where it was raised. Sentry's own integrations
 are chosen so nothing is reported twice: no Starlette/FastAPI or other auto-enabling integrations,
 no stdlib header injection (propagation is OTel's), logging for breadcrumbs only, and the
-excepthook/threading integrations only for crashes outside any span (a ``before_send`` drops what
-widgettrace already reported).
+excepthook/threading integrations only for crashes outside any span; a global event processor
+drops any second capture of an exception, also one made by a client the application initialised
+itself (see :func:`_one_report_per_exception`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
+from sentry_sdk.scope import add_global_event_processor
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
 from sentry_sdk.utils import event_from_exception, format_timestamp
 from sentry_sdk.utils import logger as sdk_logger
@@ -897,15 +899,33 @@ class _ErrorSink:
         sentry_sdk.capture_event(event, hint=hint)  # type: ignore[arg-type]
 
 
-def _before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-    """Drop what Sentry's own integrations (excepthook, threading) capture that we reported."""
-    if hint.get("widgettrace"):
+def _one_report_per_exception(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    """Each exception object becomes one error event, whoever captures it first.
+
+    A global event processor, so it also runs for a client the application created with its
+    own ``sentry_sdk.init()`` (common while migrating): its Starlette/FastAPI integrations and
+    our escape detection see the same exception, and our events go to whichever client is
+    current. Our sink marks an exception before sending it; any other capture of an exception
+    we already sent is dropped, and one the application's integrations send first is marked so
+    ours stays silent. Also drops what our own excepthook/threading integrations see again.
+    """
+    if hint.get("widgettrace") or wscope.get_error_sink() is None:
         return event
     exc_info = hint.get("exc_info")
     exc = exc_info[1] if exc_info else None
     if isinstance(exc, BaseException) and not wscope.mark_reported(exc):
         return None
     return event
+
+
+_processor_added = False
+
+
+def _add_global_dedupe() -> None:
+    global _processor_added
+    if not _processor_added:  # global processors cannot be removed: add it once per process
+        add_global_event_processor(_one_report_per_exception)  # type: ignore[arg-type]
+        _processor_added = True
 
 
 # --- set-up ------------------------------------------------------------------------------------
@@ -963,7 +983,6 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
             pii_denylist=pii_keys,
             recursive=True,
         ),
-        "before_send": _before_send,
         "transport_queue_size": TRANSPORT_QUEUE_SIZE,
         "_experiments": {"transport_compression_level": TRANSPORT_COMPRESSION_LEVEL},
     }
@@ -1038,6 +1057,7 @@ def configure_sentry(
         # Spotlight without a DSN makes the SDK turn PII on; ours is WIDGETTRACE_SEND_DEFAULT_PII.
         client.options["send_default_pii"] = bool(settings.send_default_pii)
     _sentry_errors.install()
+    _add_global_dedupe()
     kwargs: dict[str, Any] = {
         "resource": resource,
         "release": options.get("release"),

@@ -12,13 +12,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 import weakref
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from opentelemetry import context as context_api
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from receivers.sentry_receiver import SentryReceiver
+from test_distro import run_instrumented
 from test_sentry_support import sentry_pipeline
 
 from widgettrace.instrumentation import scope
@@ -91,3 +96,72 @@ def test_span_owner_holds_no_task() -> None:
     thread.start()
     thread.join()
     assert other[0] != scope.span_owner()
+
+
+# --- an application that also calls sentry_sdk.init() itself --------------------------------
+
+_OWN_SENTRY_APP = r"""
+import sys
+import sentry_sdk
+from fastapi import FastAPI, HTTPException
+from fastapi.testclient import TestClient
+
+from sentry_sdk.integrations.fastapi import FastApiIntegration
+from sentry_sdk.integrations.starlette import StarletteIntegration
+
+# What an application migrating to widgettrace still does: its own init and sampling, here
+# with FastAPI's own test's choice of integrations (no Dedupe to hide a second report).
+sentry_sdk.init(
+    dsn=sys.argv[1],
+    traces_sample_rate=float(sys.argv[2]),
+    default_integrations=sys.argv[3] == "default",
+    auto_enabling_integrations=False,
+    integrations=[StarletteIntegration(), FastApiIntegration()],
+)
+app = FastAPI()
+
+@app.get("/items/{value}")
+def endpoint(value: int) -> int:
+    if value == 2:
+        raise ValueError("endpoint failed")
+    if value == 3:
+        raise HTTPException(503, "handled")
+    return value
+
+@app.get("/async/{value}")
+async def async_endpoint(value: int) -> int:
+    if value == 2:
+        raise KeyError("async endpoint failed")
+    return value
+
+client = TestClient(app, raise_server_exceptions=False)
+assert client.get("/items/1").status_code == 200
+assert client.get("/items/2").status_code == 500
+assert client.get("/items/3").status_code == 503
+assert client.get("/async/2").status_code == 500
+sentry_sdk.flush()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("integrations", ["default", "none"])
+@pytest.mark.parametrize("sampling", ["0.0", "1.0"])
+def test_own_sentry_init_gets_each_error_once(
+    tmp_path: Path, sentry_receiver: SentryReceiver, sampling: str, integrations: str
+) -> None:
+    script = tmp_path / "own_sentry.py"
+    script.write_text(_OWN_SENTRY_APP)
+    result = run_instrumented(
+        tmp_path,
+        {"SENTRY_DSN": sentry_receiver.dsn, "OTEL_SERVICE_NAME": "own-sentry"},
+        ["python", str(script), sentry_receiver.dsn, sampling, integrations],
+    )
+    assert result.returncode == 0, result.stderr
+    assert "done" in result.stdout
+    sentry_receiver.wait_for(lambda r: len(r.payloads("event")) >= 3, timeout=10)
+    time.sleep(1.0)  # a duplicate would arrive within this
+    events = sentry_receiver.payloads("event")
+    messages = sorted(e["exception"]["values"][-1]["value"] for e in events)
+    # The two unhandled errors and the 503 the application's Starlette integration reports
+    # (5xx HTTPException), each once.
+    assert messages == ["'async endpoint failed'", "endpoint failed", "handled"], messages
