@@ -41,6 +41,7 @@ itself (see :func:`_one_report_per_exception`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -49,7 +50,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -1019,6 +1020,29 @@ def _local_transport(options: dict[str, Any], settings: Any) -> Any:
     return make_transport(options, settings)
 
 
+@contextlib.contextmanager
+def _validated_sentry_env_hidden() -> Iterator[None]:
+    """Hide the ``SENTRY_*`` variables we validate from the SDK while it initialises.
+
+    The SDK reads SENTRY_DSN, SENTRY_RELEASE, SENTRY_ENVIRONMENT, SENTRY_DEBUG and
+    SENTRY_SPOTLIGHT itself for every option left unset: a value our settings rejected (logged
+    once, with the default used instead) would otherwise be used behind our back, e.g.
+    ``SENTRY_SPOTLIGHT=maybe`` enabling Spotlight at "maybe". Our options carry the validated
+    values; the SDK's own detection (git revision for the release, "production") still runs.
+    The variables are back as soon as ``init`` returns (the application may read them).
+    """
+    from widgettrace.instrumentation._config import SETTINGS
+
+    hidden: dict[str, str] = {}
+    for setting in SETTINGS:
+        if setting.origin == "sentry" and setting.env in os.environ:
+            hidden[setting.env] = os.environ.pop(setting.env)
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
 def configure_sentry(
     settings: Any,
     resource: Resource | None,
@@ -1047,7 +1071,8 @@ def configure_sentry(
     if not settings.sentry_dsn and transport is None and "spotlight" not in options:
         logger.info("widgettrace: no SENTRY_DSN, local log off and no Spotlight: Sentry is off")
         return None
-    sentry_sdk.init(**options)
+    with _validated_sentry_env_hidden():
+        sentry_sdk.init(**options)
     # The SDK's logger sits at DEBUG and drops debug records in a filter unless debug is on:
     # every envelope sent then builds a LogRecord (and its caller lookup) for nothing, ~10 us
     # on the transport's thread. Off, the level itself says no; SENTRY_DEBUG keeps it at DEBUG.
