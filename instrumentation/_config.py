@@ -125,6 +125,22 @@ def _parse_log_path(raw: str) -> str | None:
     return value
 
 
+def _parse_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise _Invalid(f"not a URL ({exc})") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise _Invalid("not an http(s) URL with a host")
+    return value
+
+
 def _parse_spotlight(raw: str) -> bool | str:
     value = raw.strip()
     lowered = value.lower()
@@ -276,10 +292,10 @@ SETTINGS: tuple[Setting, ...] = (
     _row(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "otlp_endpoint",
-        "str",
+        "URL",
         None,
         "Collector endpoint for OTEL_TRACES_EXPORTER=otlp.",
-        _parse_str,
+        _parse_url,
         "otel",
         read_by="opentelemetry-exporter-otlp",
     ),
@@ -545,6 +561,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[setting.field] = setting.parse(raw)
         except _Invalid as exc:
+            if environ is None and setting.read_by != "widgettrace":
+                # Another library reads it itself: take the rejected value out of its view.
+                os.environ.pop(setting.env, None)
             _logger.warning(
                 "widgettrace: %s=%s is invalid (%s); using %s instead",
                 setting.env,

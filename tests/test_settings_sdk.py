@@ -62,7 +62,7 @@ def test_rejected_sentry_values_never_reach_the_sdk(tmp_path: Path) -> None:
 
 
 def test_valid_sentry_values_are_passed(tmp_path: Path) -> None:
-    data, stderr = _probe(
+    data, _ = _probe(
         tmp_path,
         {
             "SENTRY_DSN": "http://key@127.0.0.1:9/1",
