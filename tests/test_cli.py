@@ -315,6 +315,10 @@ def test_follow_waits_for_a_log_that_does_not_exist_yet(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+    # It said so, in one line, instead of waiting silently.
+    assert proc.stderr is not None
+    said = [line for line in proc.stderr.read().splitlines() if line.strip()]
+    assert said == [f"widgettrace: waiting for {path} to appear (Ctrl-C to stop)"]
 
 
 # --- summary --------------------------------------------------------------------------------------

@@ -6,12 +6,9 @@ Each case runs the real command in a subprocess (``python -m widgettrace``).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from test_cli import NEUTRAL_CWD, run_cli, timed_transaction
+from test_cli import run_cli, timed_transaction
 
 from widgettrace.cli import read_records, summarize, summary_data
 
@@ -98,20 +95,3 @@ def test_tail_reports_corrupt_lines(tmp_path: Path) -> None:
     assert "? not json at all" in proc.stdout.splitlines()
     assert "4 of the 7 lines shown are not events" in _one_line(proc.stderr)
     assert "? " + json.dumps({"unrelated": 1}) in proc.stdout.splitlines()
-
-
-def test_follow_a_missing_file_says_it_waits(tmp_path: Path) -> None:
-    path = tmp_path / "later" / "sentry.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "widgettrace", "tail", "-f", "-s", "0.05", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=NEUTRAL_CWD,
-    )
-    try:
-        time.sleep(1.0)
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
-    assert f"waiting for {path} to appear" in _one_line(err)
