@@ -45,9 +45,9 @@ import requests
 from opentelemetry import trace
 
 from _serving import Child, listening_socket
-from _telemetry import TELEMETRY_API, span
 from demo_data import WIDGET_CONFIGS, create_repositories
 from hub import ModelHub
+from widgettrace import span
 from widgettrace.exporters.destinations import describe, local_log_path
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -323,7 +323,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"  platform API        {api.url}  (FastAPI/uvicorn, pid {api.process.pid})")
                 print("  linter widget       MCP stdio, spawned by the platform")
-                print(f"  tracing API         {TELEMETRY_API}")
                 with span("run.py wait for platform"):
                     wait_ready(session, api)
                 drive(session, api.url, report)
