@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
+from widgettrace.instrumentation import _spans as span_plumbing
 from widgettrace.instrumentation import api, pricing
 from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation.api import (
@@ -412,12 +413,16 @@ def test_global_provider_is_used_by_default(monkeypatch: pytest.MonkeyPatch) -> 
     api.set_tracer_provider(None)
     # What opentelemetry-instrument's configurator does, without touching the real global.
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
-    monkeypatch.setattr(api._state, "tracer", trace.ProxyTracer(api.__name__))
-    monkeypatch.setattr(api._state, "unresolved", True)
+    monkeypatch.setattr(span_plumbing._state, "tracer", trace.ProxyTracer(api.__name__))
+    monkeypatch.setattr(span_plumbing._state, "unresolved", True)
     with span("global"):
         pass
-    assert [s.name for s in exporter.get_finished_spans()] == ["global"]
-    assert not api._state.unresolved
+    (finished,) = exporter.get_finished_spans()
+    assert finished.name == "global"
+    # The split kept the instrumentation scope the API's spans always had.
+    assert finished.instrumentation_scope is not None
+    assert finished.instrumentation_scope.name == api.__name__
+    assert not span_plumbing._state.unresolved
 
 
 @pytest.mark.internal_errors_expected
