@@ -70,11 +70,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from widgettrace.instrumentation import semconv as sc
-from widgettrace.instrumentation._rollup import record_llm_usage
+from widgettrace.instrumentation._rollup import _FrameKind, record_llm_usage
 from widgettrace.instrumentation._span_scope import SpanScope
 from widgettrace.instrumentation._spans import Attrs as _Attrs
 from widgettrace.instrumentation._spans import set_tracer_provider
@@ -144,17 +144,37 @@ def span(
 # --- typed helpers --------------------------------------------------------------------------
 
 
+def _attrs(fixed: _Attrs, *optional: tuple[str, AttributeValue | None]) -> _Attrs:
+    """``fixed`` plus each optional ``(key, value)`` whose value was given."""
+    for key, value in optional:
+        if value is not None:
+            fixed[key] = value
+    return fixed
+
+
+def _typed(
+    name: str,
+    build: Callable[..., _Attrs],
+    args: tuple[Any, ...],
+    *,
+    roll_up: _FrameKind | None = None,
+    model: str | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    on_result: Callable[[Span, object], None] | None = None,
+) -> SpanScope:
+    """A typed helper's span: attributes built only when it records, ``widget.outcome`` set."""
+    return SpanScope(name, kind, None, build, args, True, roll_up, model, on_result=on_result)
+
+
 def _discovery_attrs(
     source: str, query: str | None, repositories: int | None, found: int | None
 ) -> _Attrs:
-    attrs: _Attrs = {sc.WIDGET_OP: sc.WIDGET_OP_DISCOVERY, sc.WIDGET_DISCOVERY_SOURCE: source}
-    if query is not None:
-        attrs[sc.WIDGET_DISCOVERY_QUERY] = query
-    if repositories is not None:
-        attrs[sc.WIDGET_DISCOVERY_REPOSITORIES_SCANNED] = repositories
-    if found is not None:
-        attrs[sc.WIDGET_DISCOVERY_WIDGETS_FOUND] = found
-    return attrs
+    return _attrs(
+        {sc.WIDGET_OP: sc.WIDGET_OP_DISCOVERY, sc.WIDGET_DISCOVERY_SOURCE: source},
+        (sc.WIDGET_DISCOVERY_QUERY, query),
+        (sc.WIDGET_DISCOVERY_REPOSITORIES_SCANNED, repositories),
+        (sc.WIDGET_DISCOVERY_WIDGETS_FOUND, found),
+    )
 
 
 def discovery_span(
@@ -171,26 +191,21 @@ def discovery_span(
     (``semconv.WIDGET_DISCOVERY_WIDGETS_FOUND``, ``..._REPOSITORIES_SCANNED``); as a decorator,
     a function returning a sized collection gets ``widgets_found = len(result)`` automatically.
     """
-    return SpanScope(
+    return _typed(
         name or f"discover {source}",
-        SpanKind.INTERNAL,
-        None,
         _discovery_attrs,
         (source, query, repositories_scanned, widgets_found),
-        True,
         on_result=count_found,
     )
 
 
 def _conversion_attrs(widget_id: str | None, widget_type: str | None, stage: str | None) -> _Attrs:
-    attrs: _Attrs = {sc.WIDGET_OP: sc.WIDGET_OP_CONVERSION}
-    if widget_id is not None:
-        attrs[sc.WIDGET_ID] = widget_id
-    if widget_type is not None:
-        attrs[sc.WIDGET_TYPE] = widget_type
-    if stage is not None:
-        attrs[sc.WIDGET_CONVERSION_STAGE] = stage
-    return attrs
+    return _attrs(
+        {sc.WIDGET_OP: sc.WIDGET_OP_CONVERSION},
+        (sc.WIDGET_ID, widget_id),
+        (sc.WIDGET_TYPE, widget_type),
+        (sc.WIDGET_CONVERSION_STAGE, stage),
+    )
 
 
 def conversion_span(
@@ -201,27 +216,22 @@ def conversion_span(
     name: str | None = None,
 ) -> SpanScope:
     """Converting one widget (or one stage of it: parse, validate, infer, write)."""
-    return SpanScope(
+    return _typed(
         name or (f"convert {stage}" if stage else "convert"),
-        SpanKind.INTERNAL,
-        None,
         _conversion_attrs,
         (widget_id, widget_type, stage),
-        True,
     )
 
 
 def _registry_attrs(
     operation: str, registry: str | None, widget_id: str | None, widget_type: str | None
 ) -> _Attrs:
-    attrs: _Attrs = {sc.WIDGET_OP: sc.WIDGET_OP_REGISTRY, sc.WIDGET_REGISTRY_OPERATION: operation}
-    if registry is not None:
-        attrs[sc.WIDGET_REGISTRY_NAME] = registry
-    if widget_id is not None:
-        attrs[sc.WIDGET_ID] = widget_id
-    if widget_type is not None:
-        attrs[sc.WIDGET_TYPE] = widget_type
-    return attrs
+    return _attrs(
+        {sc.WIDGET_OP: sc.WIDGET_OP_REGISTRY, sc.WIDGET_REGISTRY_OPERATION: operation},
+        (sc.WIDGET_REGISTRY_NAME, registry),
+        (sc.WIDGET_ID, widget_id),
+        (sc.WIDGET_TYPE, widget_type),
+    )
 
 
 def registry_span(
@@ -233,35 +243,26 @@ def registry_span(
     name: str | None = None,
 ) -> SpanScope:
     """A widget registry operation (``read``, ``write``, ``delete``, ``list``, ...)."""
-    return SpanScope(
+    return _typed(
         name or f"registry {operation}",
-        SpanKind.INTERNAL,
-        None,
         _registry_attrs,
         (operation, registry, widget_id, widget_type),
-        True,
     )
 
 
 def _iteration_attrs(number: int, cascade: str | None) -> _Attrs:
-    attrs: _Attrs = {sc.WIDGET_OP: sc.WIDGET_OP_ITERATION, sc.WIDGET_ITERATION_NUMBER: number}
-    if cascade is not None:
-        attrs[sc.WIDGET_CASCADE_NAME] = cascade
-    return attrs
+    return _attrs(
+        {sc.WIDGET_OP: sc.WIDGET_OP_ITERATION, sc.WIDGET_ITERATION_NUMBER: number},
+        (sc.WIDGET_CASCADE_NAME, cascade),
+    )
 
 
 def iteration_span(
     number: int, *, cascade: str | None = None, name: str | None = None
 ) -> SpanScope:
     """One cascade-orchestrator iteration; rolls up the usage and cost of its LLM calls."""
-    return SpanScope(
-        name or f"iteration {number}",
-        SpanKind.INTERNAL,
-        None,
-        _iteration_attrs,
-        (number, cascade),
-        True,
-        "iteration",
+    return _typed(
+        name or f"iteration {number}", _iteration_attrs, (number, cascade), roll_up="iteration"
     )
 
 
@@ -272,20 +273,17 @@ def _agent_attrs(
     provider: str | None,
     model: str | None,
 ) -> _Attrs:
-    attrs: _Attrs = {
-        sc.WIDGET_OP: sc.WIDGET_OP_INVOKE_AGENT,
-        sc.GEN_AI_OPERATION_NAME: "invoke_agent",
-        sc.GEN_AI_AGENT_NAME: block,
-    }
-    if agent_id is not None:
-        attrs[sc.GEN_AI_AGENT_ID] = agent_id
-    if conversation_id is not None:
-        attrs[sc.GEN_AI_CONVERSATION_ID] = conversation_id
-    if provider is not None:
-        attrs[sc.GEN_AI_PROVIDER_NAME] = provider
-    if model is not None:
-        attrs[sc.GEN_AI_REQUEST_MODEL] = model
-    return attrs
+    return _attrs(
+        {
+            sc.WIDGET_OP: sc.WIDGET_OP_INVOKE_AGENT,
+            sc.GEN_AI_OPERATION_NAME: "invoke_agent",
+            sc.GEN_AI_AGENT_NAME: block,
+        },
+        (sc.GEN_AI_AGENT_ID, agent_id),
+        (sc.GEN_AI_CONVERSATION_ID, conversation_id),
+        (sc.GEN_AI_PROVIDER_NAME, provider),
+        (sc.GEN_AI_REQUEST_MODEL, model),
+    )
 
 
 def agent_block_span(
@@ -297,30 +295,26 @@ def agent_block_span(
     model: str | None = None,
 ) -> SpanScope:
     """One agent block of the cascade: ``invoke_agent {block}``, with usage/cost roll-ups."""
-    return SpanScope(
+    return _typed(
         f"invoke_agent {block}",
-        SpanKind.INTERNAL,
-        None,
         _agent_attrs,
         (block, agent_id, conversation_id, provider, model),
-        True,
-        "agent",
+        roll_up="agent",
     )
 
 
 def _llm_attrs(
     operation: str, model: str, provider: str | None, conversation_id: str | None
 ) -> _Attrs:
-    attrs: _Attrs = {
-        sc.WIDGET_OP: f"gen_ai.{operation}",
-        sc.GEN_AI_OPERATION_NAME: operation,
-        sc.GEN_AI_REQUEST_MODEL: model,
-    }
-    if provider is not None:
-        attrs[sc.GEN_AI_PROVIDER_NAME] = provider
-    if conversation_id is not None:
-        attrs[sc.GEN_AI_CONVERSATION_ID] = conversation_id
-    return attrs
+    return _attrs(
+        {
+            sc.WIDGET_OP: f"gen_ai.{operation}",
+            sc.GEN_AI_OPERATION_NAME: operation,
+            sc.GEN_AI_REQUEST_MODEL: model,
+        },
+        (sc.GEN_AI_PROVIDER_NAME, provider),
+        (sc.GEN_AI_CONVERSATION_ID, conversation_id),
+    )
 
 
 def llm_call_span(
@@ -331,38 +325,28 @@ def llm_call_span(
     conversation_id: str | None = None,
 ) -> SpanScope:
     """One LLM call: ``chat {model}`` (kind CLIENT). Call :func:`record_llm_usage` inside it."""
-    return SpanScope(
+    return _typed(
         f"{operation} {model}",
-        SpanKind.CLIENT,
-        None,
         _llm_attrs,
         (operation, model, provider, conversation_id),
-        True,
-        "llm",
-        model,
+        roll_up="llm",
+        model=model,
+        kind=SpanKind.CLIENT,
     )
 
 
 def _tool_attrs(tool: str, call_id: str | None, tool_type: str | None) -> _Attrs:
-    attrs: _Attrs = {
-        sc.WIDGET_OP: sc.WIDGET_OP_EXECUTE_TOOL,
-        sc.GEN_AI_OPERATION_NAME: "execute_tool",
-        sc.GEN_AI_TOOL_NAME: tool,
-    }
-    if call_id is not None:
-        attrs[sc.GEN_AI_TOOL_CALL_ID] = call_id
-    if tool_type is not None:
-        attrs[sc.GEN_AI_TOOL_TYPE] = tool_type
-    return attrs
+    return _attrs(
+        {
+            sc.WIDGET_OP: sc.WIDGET_OP_EXECUTE_TOOL,
+            sc.GEN_AI_OPERATION_NAME: "execute_tool",
+            sc.GEN_AI_TOOL_NAME: tool,
+        },
+        (sc.GEN_AI_TOOL_CALL_ID, call_id),
+        (sc.GEN_AI_TOOL_TYPE, tool_type),
+    )
 
 
 def tool_span(tool: str, *, call_id: str | None = None, tool_type: str | None = None) -> SpanScope:
     """One tool execution by an agent: ``execute_tool {tool}``."""
-    return SpanScope(
-        f"execute_tool {tool}",
-        SpanKind.INTERNAL,
-        None,
-        _tool_attrs,
-        (tool, call_id, tool_type),
-        True,
-    )
+    return _typed(f"execute_tool {tool}", _tool_attrs, (tool, call_id, tool_type))
