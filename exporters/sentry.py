@@ -946,7 +946,6 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
     """The ``sentry_sdk.init`` keyword arguments widgettrace uses (without the transport)."""
     from sentry_sdk.integrations.argv import ArgvIntegration
     from sentry_sdk.integrations.atexit import AtexitIntegration
-    from sentry_sdk.integrations.dedupe import DedupeIntegration
     from sentry_sdk.integrations.excepthook import ExcepthookIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
     from sentry_sdk.integrations.modules import ModulesIntegration
@@ -964,14 +963,15 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
         # Tracing is OTel's: Sentry must not start its own transactions or sample.
         "traces_sample_rate": None,
         # Deliberate integration list (see the module docstring): nothing that would report an
-        # error twice, no stdlib patch injecting sentry-trace headers.
+        # error twice, no stdlib patch injecting sentry-trace headers. No Dedupe: it keeps the
+        # last exception (its frames, their locals) in a contextvar of the capturing thread for
+        # that thread's whole life; _one_report_per_exception marks the exception instead.
         "default_integrations": False,
         "auto_enabling_integrations": False,
         "integrations": [
             LoggingIntegration(level=logging.INFO, event_level=None),
             ExcepthookIntegration(always_run=False),
             ThreadingIntegration(propagate_scope=True),
-            DedupeIntegration(),
             ModulesIntegration(),
             ArgvIntegration(),
             AtexitIntegration(callback=lambda pending, timeout: None),

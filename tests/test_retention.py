@@ -165,3 +165,48 @@ def test_own_sentry_init_gets_each_error_once(
     # The two unhandled errors and the 503 the application's Starlette integration reports
     # (5xx HTTPException), each once.
     assert messages == ["'async endpoint failed'", "endpoint failed", "handled"], messages
+
+
+def test_long_lived_thread_does_not_keep_the_failed_frame() -> None:
+    """A worker thread that lives on after a reported error does not keep the error's frames.
+
+    sentry-sdk's Dedupe integration keeps the last exception in a contextvar of the thread that
+    captured it, i.e. for the thread's whole life; widgettrace's own one-report-per-exception
+    rule (a mark on the exception) does that job without keeping anything.
+    """
+    refs: list[weakref.ref[Any]] = []
+    failed = threading.Event()
+    release = threading.Event()
+
+    class Payload:
+        pass
+
+    with sentry_pipeline() as pipeline:
+        tracer = pipeline.provider.get_tracer("jobs")
+
+        def job() -> None:
+            payload = Payload()
+            refs.append(weakref.ref(payload))
+            with tracer.start_as_current_span("job"):
+                raise ValueError("job failed")
+
+        def worker() -> None:
+            try:
+                job()
+            except ValueError:
+                pass
+            failed.set()
+            release.wait(10)  # the thread lives on, like a pool's worker
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        try:
+            assert failed.wait(10)
+            pipeline.flush()
+            assert len(pipeline.transport.events()) == 1
+            gc.collect()
+            alive = refs[0]() is not None
+        finally:
+            release.set()
+            thread.join(10)
+    assert not alive, "the failed job's frame (and its locals) outlived it"
