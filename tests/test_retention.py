@@ -10,6 +10,7 @@ request. These tests repeat FastAPI's check under our instrumentation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import threading
 import time
@@ -191,10 +192,8 @@ def test_long_lived_thread_does_not_keep_the_failed_frame() -> None:
                 raise ValueError("job failed")
 
         def worker() -> None:
-            try:
+            with contextlib.suppress(ValueError):
                 job()
-            except ValueError:
-                pass
             failed.set()
             release.wait(10)  # the thread lives on, like a pool's worker
 
