@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKConfigurator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.sampling import (
+    _KNOWN_SAMPLERS,
     ALWAYS_ON,
     ParentBased,
     Sampler,
     TraceIdRatioBased,
-    _get_from_env_or_default,
 )
 
 from widgettrace.instrumentation._config import Settings, get_settings
@@ -65,7 +65,13 @@ def was_attempted() -> bool:
 def build_sampler(settings: Settings) -> Sampler:
     """The one sampler: standard OTel variables first, then SENTRY_TRACES_SAMPLE_RATE."""
     if settings.traces_sampler is not None:
-        return _get_from_env_or_default()
+        # Built from the validated settings: upstream's own reader would parse
+        # OTEL_TRACES_SAMPLER_ARG again and add a second line for a value we already rejected.
+        known: Any = _KNOWN_SAMPLERS[settings.traces_sampler]
+        if settings.traces_sampler.endswith("traceidratio"):
+            rate = 1.0 if settings.traces_sampler_arg is None else settings.traces_sampler_arg
+            return cast("Sampler", known(rate))  # a ratio sampler class
+        return cast("Sampler", known)  # a sampler instance
     if settings.traces_sample_rate is None or settings.traces_sample_rate >= 1.0:
         return ParentBased(ALWAYS_ON)
     return ParentBased(TraceIdRatioBased(settings.traces_sample_rate))

@@ -47,6 +47,8 @@ BAD = {
     "OTEL_ATTRIBUTE_COUNT_LIMIT": "many",
     "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "-5",
     "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "long",
+    "OTEL_PYTHON_ID_GENERATOR": "bogus",
+    "OTEL_PYTHON_CONTEXT": "bogus",
 }
 # Values that need no line: they are accepted as written (blank, or free text).
 SILENT = {"OTEL_SERVICE_NAME", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"}
@@ -71,6 +73,18 @@ def test_bad_value_gives_one_line_and_the_app_runs(tmp_path: Path, name: str) ->
         assert len(lines) == 1, result.stderr
         assert name in lines[0], lines
         assert "Traceback" not in result.stderr
+
+
+def test_ratio_sampler_with_a_bad_argument_gives_one_line(tmp_path: Path) -> None:
+    """Our line only: the sampler is built from the validated setting, not re-read upstream."""
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    env = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "lots"}
+    result = run_instrumented(tmp_path, env, ["python", str(script)])
+    assert result.returncode == 0, result.stderr
+    assert "served 200 TracerProvider" in result.stdout
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "OTEL_TRACES_SAMPLER_ARG" in line
 
 
 def test_startup_hook_is_installed_beside_the_packages() -> None:
