@@ -8,7 +8,7 @@ import functools
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import wrapt
@@ -154,7 +154,15 @@ def _http_transport_init_wrapper(
     return result
 
 
-class _TaggingTransport(wrapt.ObjectProxy[Any]):
+# wrapt's stubs make ObjectProxy generic, but subscripting it at run time needs wrapt >= 2.2
+# (mcp's own lock file pins 1.17.3): the subscripted form is for the type checker only.
+if TYPE_CHECKING:
+    _Proxy = wrapt.ObjectProxy[Any]
+else:
+    _Proxy = wrapt.ObjectProxy
+
+
+class _TaggingTransport(_Proxy):
     """A transport context manager whose streams we remember (to know the transport later)."""
 
     def __init__(self, wrapped: Any, template: _Peer, http: bool) -> None:
