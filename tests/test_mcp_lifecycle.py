@@ -4,7 +4,6 @@ and the application sees exactly the results and errors it sees without instrume
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
 
@@ -21,7 +20,6 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_servers.fixtures import Tracing, builtin_tracer, tracing
 from mcp_servers.widgets import build_server
-from opentelemetry import propagate
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,6 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from widgettrace.instrumentation.mcp import McpInstrumentor
+from widgettrace.instrumentation.mcp import propagation as mcp_propagation
 
 __all__ = ["builtin_tracer", "tracing"]
 
@@ -126,13 +125,9 @@ class _BrokenPropagator(TextMapPropagator):
 
 
 @pytest.fixture
-def broken_propagator() -> Iterator[None]:
-    saved = propagate.get_global_textmap()
-    propagate.set_global_textmap(_BrokenPropagator())
-    try:
-        yield
-    finally:
-        propagate.set_global_textmap(saved)
+def broken_propagator(monkeypatch: pytest.MonkeyPatch) -> None:
+    # _meta is written by the instrumentor's own W3C propagator, not the global one.
+    monkeypatch.setattr(mcp_propagation, "_TRACECONTEXT", _BrokenPropagator())
 
 
 @pytest.mark.internal_errors_expected
@@ -156,5 +151,5 @@ def test_broken_propagator_costs_only_propagation(
 def test_entry_point_and_dependencies() -> None:
     eps = metadata.entry_points(group="opentelemetry_instrumentor", name="mcp")
     assert [ep.value for ep in eps] == ["widgettrace.instrumentation.mcp:McpInstrumentor"]
-    assert list(McpInstrumentor().instrumentation_dependencies()) == ["mcp >= 2.3, < 3"]
+    assert list(McpInstrumentor().instrumentation_dependencies()) == ["mcp >= 2.0, < 3"]
     assert callable(mcp.server._otel.OpenTelemetryMiddleware)  # the built-in we switch off

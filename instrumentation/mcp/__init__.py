@@ -99,7 +99,7 @@ from widgettrace.instrumentation.mcp.transports import (
 
 __all__ = ["DURATION_BUCKETS", "McpInstrumentor", "redact"]
 
-_instruments: Final = ("mcp >= 2.3, < 3",)
+_instruments: Final = ("mcp >= 2.0, < 3",)
 
 try:
     __version__ = metadata.version("widgettrace")
@@ -135,6 +135,12 @@ _WRAPS: Final[tuple[tuple[str, str, Callable[[], Callable[..., Any]]], ...]] = (
         "mcp.shared.direct_dispatcher",
         "DirectDispatcher._dispatch_notify",
         lambda: _outbound_wrapper(False, True),
+    ),
+    # The 2026-07-28 HTTP exchange: a handler's notifications ride the request's SSE response.
+    (
+        "mcp.server._streamable_http_modern",
+        "_SingleExchangeDispatchContext.notify",
+        lambda: _outbound_wrapper(False, False),
     ),
     ("mcp.server.runner", "ServerRunner._on_request", lambda: _inbound_wrapper(True)),
     ("mcp.server.runner", "ServerRunner._on_notify", lambda: _inbound_wrapper(True)),
@@ -229,6 +235,7 @@ class McpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         import mcp.client.session
         import mcp.client.streamable_http
         import mcp.server._otel
+        import mcp.server._streamable_http_modern
         import mcp.server.connection
         import mcp.server.mcpserver.server
         import mcp.server.runner
