@@ -18,6 +18,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import Context
 from mcp_servers.fixtures import Tracing, by_name, tracing
 from mcp_servers.spans_file import read_spans, span_dict
 from mcp_servers.uvicorn_thread import serve
@@ -34,12 +35,20 @@ def _no_builtin(spans: list[dict[str, Any]]) -> None:
     assert not [s for s in spans if s["scope"] == "mcp-python-sdk" or s["name"].startswith("MCP ")]
 
 
+# Sent without params (or with empty ones): no _meta is created for them, so the receiver
+# parents on its ambient context, not on the sender's span.
+UNLINKED = frozenset({"tools/list", "notifications/initialized", "ping", "roots/list"})
+
+
 def _pair(spans: list[dict[str, Any]], name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     clients = [s for s in spans if s["name"] == name and s["kind"] == "CLIENT"]
     servers = [s for s in spans if s["name"] == name and s["kind"] == "SERVER"]
     assert len(clients) == 1, (name, clients)
     assert len(servers) == 1, (name, servers)
     client, server = clients[0], servers[0]
+    if name in UNLINKED:
+        assert not server["parent_remote"]
+        return client, server
     assert server["trace_id"] == client["trace_id"]
     assert server["parent_id"] == client["span_id"]
     assert server["parent_remote"], "the parent must come from params._meta"
@@ -216,3 +225,49 @@ def test_streamable_http_modern_protocol(tracing: Tracing) -> None:
         assert span["attributes"]["mcp.protocol.version"] == "2026-07-28"
         assert "mcp.session.id" not in span["attributes"]
     assert server_span["attributes"]["client.address"] == "127.0.0.1"
+
+
+def test_streamable_http_modern_notifications(tracing: Tracing) -> None:
+    """2026-07-28 over HTTP: a tool's log and ``resources/updated`` notifications are traced.
+
+    They ride the request's SSE response (``notifications/message``) and the client's
+    ``subscriptions/listen`` stream (``notifications/resources/updated``), not a dispatcher:
+    each gets a CLIENT span on the server and a SERVER span on the client, linked by _meta.
+    """
+    server = build_server()
+
+    @server.tool()
+    async def chatty(ctx: Context) -> str:
+        await ctx.log("info", "hello from tool")
+        await ctx.notify_resource_updated("widget://info")
+        return "ok"
+
+    received: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        received.append(params.data)
+
+    async def main(url: str) -> None:
+        async with Client(f"{url}/mcp", log_level="info", logging_callback=on_log) as client:
+            assert client.protocol_version == "2026-07-28"
+            async with client.listen(resource_subscriptions=["widget://info"]) as sub:
+                await client.call_tool("chatty", {})
+                with anyio.fail_after(5):
+                    async for event in sub:
+                        received.append(event)
+                        break
+
+    with serve(server.streamable_http_app()) as url:
+        anyio.run(main, url)
+    assert len(received) == 2, received
+    spans = [span_dict(s) for s in tracing.spans()]
+    _no_builtin(spans)
+    _, tool_server = _pair(spans, "tools/call chatty")
+    log_client, _ = _pair(spans, "notifications/message")
+    assert log_client["parent_id"] == tool_server["span_id"]
+    updated_client, _ = _pair(spans, "notifications/resources/updated")
+    for span in (log_client, updated_client):
+        attrs = span["attributes"]
+        assert attrs["network.transport"] == "tcp"
+        assert attrs["mcp.protocol.version"] == "2026-07-28"
+    assert updated_client["attributes"]["mcp.resource.uri"] == "widget://info"

@@ -115,6 +115,16 @@ _SESSION_STARTS: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictiona
 # The span of the outbound request being sent, for the shim that replaces mcp's own span.
 _OUTBOUND_SPAN: ContextVar[Span | None] = ContextVar("widgettrace_mcp_outbound", default=None)
 # The StreamableHTTPTransport created while a streamable_http_client is being entered.
+# In the OTel context while a received message is handled: its span attributes, for what the
+# handler sends on a channel that knows nothing of its connection (the 2026-07-28 HTTP exchange).
+_INBOUND_ATTRS_KEY: Final = context_api.create_key("widgettrace-mcp-inbound-attrs")
+# What an outbound message inherits from the inbound one it is sent while handling.
+_INHERITED_ATTRS: Final = (
+    sc.NETWORK_TRANSPORT,
+    sc.NETWORK_PROTOCOL_NAME,
+    sc.NETWORK_PROTOCOL_VERSION,
+    sc.MCP_PROTOCOL_VERSION,
+)
 _NEW_HTTP_TRANSPORT: ContextVar[Any] = ContextVar("widgettrace_mcp_http_transport", default=None)
 
 

@@ -17,6 +17,7 @@ from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import guarded, internal_errors, logger
 from widgettrace.instrumentation.mcp import _common
 from widgettrace.instrumentation.mcp._common import (
+    _INBOUND_ATTRS_KEY,
     _PEERS,
     _PROGRESS,
     _TRANSPORT_INPROC,
@@ -204,7 +205,9 @@ def _start_inbound(
         version_holder=holder,
         version_attr=version_attr,
     )
-    return call, trace.set_span_in_context(span, parent)
+    return call, context_api.set_value(
+        _INBOUND_ATTRS_KEY, attrs, trace.set_span_in_context(span, parent)
+    )
 
 
 def _capture(exc: BaseException, span: Span | None = None) -> bool:

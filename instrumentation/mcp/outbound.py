@@ -16,6 +16,8 @@ from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import guarded, internal_errors
 from widgettrace.instrumentation.mcp import _common
 from widgettrace.instrumentation.mcp._common import (
+    _INBOUND_ATTRS_KEY,
+    _INHERITED_ATTRS,
     _OUTBOUND_SPAN,
     _PROGRESS,
     _bind,
@@ -76,6 +78,8 @@ def _start_outbound(
     target = _method_attrs(method, params, attrs)
     if peer is not None:
         peer.transport_attrs(attrs, client_side=True)
+    else:
+        _inherit_inbound(attrs)
     version = _meta_version(params)
     if version is None and peer is not None:
         version = peer.mcp_version()
@@ -122,6 +126,21 @@ def _start_outbound(
         context=span_ctx,
     )
     return call, new_params, new_opts
+
+
+def _inherit_inbound(attrs: dict[str, AttributeValue]) -> None:
+    """Transport and protocol of the message being handled, for a sender we know nothing of.
+
+    The 2026-07-28 HTTP exchange sends a handler's notifications (``notifications/message``,
+    ``subscriptions/listen`` events) through a per-request context, not a dispatcher we tagged:
+    they travel on the same HTTP exchange as the request being handled.
+    """
+    inbound = context_api.get_value(_INBOUND_ATTRS_KEY)
+    if _is_map(inbound):
+        for key in _INHERITED_ATTRS:
+            value = inbound.get(key)
+            if value is not None:
+                attrs[key] = value
 
 
 def _direct_request_id(dispatcher: Any, opts: Any) -> str | None:

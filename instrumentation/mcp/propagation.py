@@ -1,4 +1,20 @@
-"""Trace context in ``params._meta``: what we write on the wire and what we read from it."""
+"""Trace context in ``params._meta``: what we write on the wire and what we read from it.
+
+Written: the W3C keys the MCP conventions name and nothing else (semantic-conventions-genai,
+``docs/gen-ai/mcp.md``, "Context propagation": ``traceparent``, ``tracestate``, ``baggage`` in
+``params._meta``), whatever the process's global propagator is. widgettrace's default global
+propagator also writes ``sentry-trace`` and Sentry's ``sentry-*`` baggage entries, which belong on
+HTTP headers for Sentry peers; in ``_meta`` they would change messages that peers (and mcp's own
+tests) compare exactly, and Sentry SDKs on the other side read W3C too.
+
+Only into a params object the message already has: a message sent without params, or with
+empty ones that mcp leaves off the wire (``ping``, ``notifications/initialized``), goes out
+without one, so its receiver parents on its ambient
+context. The conventions ask for propagation in ``params._meta``; they do not ask to create params.
+
+Read: the global propagator (lenient: a peer's ``sentry-trace`` is understood too), over a getter
+that accepts only bounded string values from the peer-controlled ``_meta``.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +22,20 @@ import itertools
 from collections.abc import Mapping
 from typing import Any, Final
 
+from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as context_api
-from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from widgettrace.instrumentation._guard import guarded
 from widgettrace.instrumentation.mcp._common import _MAX_META_KEYS, _MAX_META_VALUE, _is_map
 
 
 def _with_meta(params: Any, carrier: dict[str, str]) -> Any:
-    """``params`` with the propagation keys merged into ``_meta`` (a copy; None stays a dict)."""
-    if not carrier:
-        return params
-    if params is None:
-        return {"_meta": dict(carrier)}
-    if not _is_map(params):
+    """``params`` with the propagation keys merged into ``_meta`` (a copy; no params stay none)."""
+    # No params, or empty ones (which mcp leaves off the wire): nothing to carry the keys in.
+    if not carrier or not params or not _is_map(params):
         return params
     meta = params.get("_meta")
     if meta is None:
@@ -67,6 +82,23 @@ def _parent_from_meta(params: Any) -> context_api.Context | None:
     return ctx
 
 
+_TRACECONTEXT: Final = TraceContextTextMapPropagator()
+_BAGGAGE: Final = W3CBaggagePropagator()
+# Sentry's dynamic sampling context travels as baggage entries with this prefix.
+_SENTRY_BAGGAGE_PREFIX: Final = "sentry-"
+
+
 @guarded("mcp.inject", None)
 def _inject(carrier: dict[str, str], ctx: context_api.Context) -> None:
-    propagate.inject(carrier, context=ctx)
+    """``traceparent``/``tracestate`` and the application's W3C ``baggage`` (no ``sentry-*``)."""
+    _TRACECONTEXT.inject(carrier, context=ctx)
+    entries = baggage.get_all(ctx)
+    if not entries:
+        return
+    if any(key.startswith(_SENTRY_BAGGAGE_PREFIX) for key in entries):
+        # An incoming Sentry DSC extracted into OTel baggage: not ours to pass on in _meta.
+        ctx = baggage.clear(ctx)
+        for key, value in entries.items():
+            if not key.startswith(_SENTRY_BAGGAGE_PREFIX):
+                ctx = baggage.set_baggage(key, value, ctx)
+    _BAGGAGE.inject(carrier, context=ctx)
