@@ -66,6 +66,8 @@ class _Peer:
     """What we know about one connection (one dispatcher) beyond what a message says."""
 
     transport: str | None = None
+    # Sentry's mcp.transport: the implementation (stdio, http, sse, memory, direct).
+    mcp_transport: str | None = None
     protocol_name: str | None = None
     protocol_version: str | None = None
     server_address: str | None = None
@@ -82,6 +84,13 @@ class _Peer:
         conn = self.connection() if self.connection is not None else None
         sid = getattr(conn, "session_id", None)
         return sid if isinstance(sid, str) else None
+
+    def client_name(self) -> str | None:
+        """The MCP client's clientInfo name: ours on a client, the peer's on a server."""
+        session = self.session() if self.session is not None else None
+        if session is not None:
+            return _str_or_none(getattr(getattr(session, "_client_info", None), "name", None))
+        return _client_name_of(self.connection() if self.connection is not None else None)
 
     def mcp_version(self) -> str | None:
         session = self.session() if self.session is not None else None
@@ -125,7 +134,15 @@ _INHERITED_ATTRS: Final = (
     sc.NETWORK_PROTOCOL_VERSION,
     sc.MCP_PROTOCOL_VERSION,
 )
+# The same for the span only (Sentry's names are not metric dimensions).
+_INHERITED_SPAN_ATTRS: Final = (sc.MCP_TRANSPORT, sc.MCP_CLIENT_NAME)
 _NEW_HTTP_TRANSPORT: ContextVar[Any] = ContextVar("widgettrace_mcp_http_transport", default=None)
+
+
+def _client_name_of(connection: Any) -> str | None:
+    """The clientInfo name a server-side mcp ``Connection`` holds (after the handshake)."""
+    info = getattr(getattr(connection, "client_params", None), "client_info", None)
+    return _str_or_none(getattr(info, "name", None))
 
 
 def _peer_of(dispatcher: Any) -> _Peer | None:
@@ -134,7 +151,7 @@ def _peer_of(dispatcher: Any) -> _Peer | None:
     except TypeError:  # not weak-referenceable: a dispatcher we do not know
         return None
     if peer is None and type(dispatcher).__name__ == "DirectDispatcher":
-        peer = _Peer(transport=_TRANSPORT_INPROC)
+        peer = _Peer(transport=_TRANSPORT_INPROC, mcp_transport="direct")
         _PEERS[dispatcher] = peer
     return peer
 

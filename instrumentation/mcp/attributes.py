@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import context as context_api
 from opentelemetry.metrics import Histogram
@@ -176,3 +176,32 @@ def _progress_event(span: Span, progress: Any, total: Any, message: Any) -> None
     if isinstance(message, str):
         attrs[sc.MCP_PROGRESS_MESSAGE] = message[:256]
     span.add_event(sc.MCP_PROGRESS_EVENT, attrs)
+
+
+# Sentry's names (getsentry/sentry-conventions) ---------------------------------------------------
+
+# Notifications only one side sends (MCP spec); cancelled can go either way.
+_CLIENT_TO_SERVER: Final = frozenset(
+    {"notifications/initialized", "notifications/roots/list_changed"}
+)
+
+
+def _sentry_names(
+    start_attrs: dict[str, AttributeValue], method: str, sender_is_server: bool | None
+) -> None:
+    """Sentry's aliases of the OTel names, and its op for a notification, in ``start_attrs``."""
+    for otel, sentry in sc.SENTRY_MCP_ALIASES:
+        value = start_attrs.get(otel)
+        if value is not None:
+            start_attrs[sentry] = value
+    if not method.startswith("notifications/"):
+        return
+    if sender_is_server is None:
+        if method == "notifications/cancelled":
+            return  # either way; who sent it is unknown here
+        sender_is_server = method not in _CLIENT_TO_SERVER
+    start_attrs[sc.SENTRY_OP] = (
+        sc.OP_MCP_NOTIFICATION_SERVER_TO_CLIENT
+        if sender_is_server
+        else sc.OP_MCP_NOTIFICATION_CLIENT_TO_SERVER
+    )

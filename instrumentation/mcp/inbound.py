@@ -23,6 +23,7 @@ from widgettrace.instrumentation.mcp._common import (
     _TRANSPORT_INPROC,
     _TRANSPORT_TCP,
     _bind,
+    _client_name_of,
     _detach,
     _is_cancellation,
     _is_id,
@@ -38,6 +39,7 @@ from widgettrace.instrumentation.mcp.attributes import (
     _is_mcp_error,
     _method_attrs,
     _resource_uri,
+    _sentry_names,
     _span_name,
     _succeed,
 )
@@ -72,7 +74,10 @@ def _inbound_peer(
         http_version = _str_or_none(scope.get("http_version"))
         if http_version is not None:
             attrs[sc.NETWORK_PROTOCOL_VERSION] = http_version
+        # mcp's SSE transport posts to a URL with the session in the query (as Sentry's SDK checks).
+        mcp_transport = "sse" if b"session_id=" in (scope.get("query_string") or b"") else "http"
         if extra is not None:
+            extra[sc.MCP_TRANSPORT] = mcp_transport
             client = scope.get("client")
             if isinstance(client, list | tuple) and len(client) == 2:
                 host, port = client
@@ -88,15 +93,20 @@ def _inbound_peer(
                     _PEERS[dispatcher] = peer
             if peer is not None and peer.transport is None:
                 peer.transport = _TRANSPORT_TCP
+                peer.mcp_transport = mcp_transport
                 peer.protocol_name = "http"
                 peer.protocol_version = http_version
         return peer
     if peer is not None:
         peer.transport_attrs(attrs, client_side=False)
+        if extra is not None and peer.mcp_transport is not None:
+            extra[sc.MCP_TRANSPORT] = peer.mcp_transport
         return peer
     transport = getattr(inner, "transport", None)
     if getattr(transport, "kind", None) == "direct":
         attrs[sc.NETWORK_TRANSPORT] = _TRANSPORT_INPROC
+        if extra is not None:
+            extra[sc.MCP_TRANSPORT] = "direct"
     return None
 
 
@@ -186,6 +196,11 @@ def _start_inbound(
         start_attrs[sc.MCP_RESOURCE_URI] = uri
     if session_id is not None:
         start_attrs[sc.MCP_SESSION_ID] = session_id
+    client_name = _inbound_client_name(instance, method, params, server_peer, holder)
+    if client_name is not None:
+        start_attrs[sc.MCP_CLIENT_NAME] = client_name
+    # The receiver of a notification knows who sent it: the other role.
+    _sentry_names(start_attrs, method, sender_is_server=not server_peer)
     span = state.tracer.start_span(
         _span_name(method, target),
         context=parent,
@@ -205,9 +220,22 @@ def _start_inbound(
         version_holder=holder,
         version_attr=version_attr,
     )
+    # The span's attributes (a superset of the metric ones) for what the handler sends.
     return call, context_api.set_value(
-        _INBOUND_ATTRS_KEY, attrs, trace.set_span_in_context(span, parent)
+        _INBOUND_ATTRS_KEY, start_attrs, trace.set_span_in_context(span, parent)
     )
+
+
+def _inbound_client_name(
+    instance: Any, method: str, params: Any, server_peer: bool, holder: Any
+) -> str | None:
+    """Sentry's mcp.client.name: the client's clientInfo name, on either peer."""
+    if not server_peer:
+        return _str_or_none(getattr(getattr(instance, "_client_info", None), "name", None))
+    if method == "initialize" and _is_map(params):
+        info = params.get("clientInfo")
+        return _str_or_none(info.get("name")) if _is_map(info) else None
+    return _client_name_of(holder)
 
 
 def _capture(exc: BaseException, span: Span | None = None) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -18,11 +18,13 @@ from widgettrace.instrumentation.mcp import _common
 from widgettrace.instrumentation.mcp._common import (
     _INBOUND_ATTRS_KEY,
     _INHERITED_ATTRS,
+    _INHERITED_SPAN_ATTRS,
     _OUTBOUND_SPAN,
     _PROGRESS,
     _bind,
     _is_id,
     _is_map,
+    _Peer,
     _peer_of,
     _rebind,
     _State,
@@ -34,6 +36,7 @@ from widgettrace.instrumentation.mcp.attributes import (
     _method_attrs,
     _progress_event,
     _resource_uri,
+    _sentry_names,
     _span_name,
     _succeed,
 )
@@ -76,10 +79,11 @@ def _start_outbound(
     peer = _peer_of(dispatcher)
     attrs: dict[str, AttributeValue] = {}
     target = _method_attrs(method, params, attrs)
+    inbound: Mapping[Any, Any] | None = None
     if peer is not None:
         peer.transport_attrs(attrs, client_side=True)
     else:
-        _inherit_inbound(attrs)
+        inbound = _inherit_inbound(attrs)
     version = _meta_version(params)
     if version is None and peer is not None:
         version = peer.mcp_version()
@@ -99,6 +103,7 @@ def _start_outbound(
         rid = _direct_request_id(dispatcher, opts)
         if rid is not None:
             start_attrs[sc.JSONRPC_REQUEST_ID] = rid
+    _sentry_outbound(start_attrs, method, dispatcher, peer, inbound)
     span = state.tracer.start_span(
         _span_name(method, target), kind=SpanKind.CLIENT, attributes=start_attrs
     )
@@ -128,7 +133,36 @@ def _start_outbound(
     return call, new_params, new_opts
 
 
-def _inherit_inbound(attrs: dict[str, AttributeValue]) -> None:
+def _sentry_outbound(
+    start_attrs: dict[str, AttributeValue],
+    method: str,
+    dispatcher: Any,
+    peer: _Peer | None,
+    inbound: Mapping[Any, Any] | None,
+) -> None:
+    """Sentry's names on a CLIENT span: transport, client name, aliases, notification op."""
+    sender_is_server: bool | None = None
+    if peer is not None:
+        if peer.mcp_transport is not None:
+            start_attrs[sc.MCP_TRANSPORT] = peer.mcp_transport
+        name = peer.client_name()
+        if name is not None:
+            start_attrs[sc.MCP_CLIENT_NAME] = name
+        if peer.session is not None:
+            sender_is_server = False
+        elif peer.connection is not None:
+            sender_is_server = True
+    elif inbound is not None:
+        for key in _INHERITED_SPAN_ATTRS:
+            value = inbound.get(key)
+            if value is not None:
+                start_attrs[key] = value
+    if type(dispatcher).__name__ == "_SingleExchangeDispatchContext":
+        sender_is_server = True  # the 2026-07-28 HTTP exchange: only servers send through it
+    _sentry_names(start_attrs, method, sender_is_server)
+
+
+def _inherit_inbound(attrs: dict[str, AttributeValue]) -> Mapping[Any, Any] | None:
     """Transport and protocol of the message being handled, for a sender we know nothing of.
 
     The 2026-07-28 HTTP exchange sends a handler's notifications (``notifications/message``,
@@ -136,11 +170,13 @@ def _inherit_inbound(attrs: dict[str, AttributeValue]) -> None:
     they travel on the same HTTP exchange as the request being handled.
     """
     inbound = context_api.get_value(_INBOUND_ATTRS_KEY)
-    if _is_map(inbound):
-        for key in _INHERITED_ATTRS:
-            value = inbound.get(key)
-            if value is not None:
-                attrs[key] = value
+    if not _is_map(inbound):
+        return None
+    for key in _INHERITED_ATTRS:
+        value = inbound.get(key)
+        if value is not None:
+            attrs[key] = value
+    return inbound
 
 
 def _direct_request_id(dispatcher: Any, opts: Any) -> str | None:
@@ -230,7 +266,7 @@ def _adopt_request_id(attributes: Any) -> None:
     if span is not None and _is_map(attributes) and span.is_recording():
         rid = attributes.get(sc.JSONRPC_REQUEST_ID)
         if isinstance(rid, str):
-            span.set_attribute(sc.JSONRPC_REQUEST_ID, rid)
+            span.set_attributes({sc.JSONRPC_REQUEST_ID: rid, sc.MCP_REQUEST_ID: rid})
 
 
 class _BuiltinSpanShim:

@@ -226,14 +226,15 @@ def _transport_factory(kind: str) -> Callable[[Callable[..., Any]], Callable[...
                     host, port = _address_of(args[0] if args else kwargs.get("url"))
                     template = _Peer(
                         transport=_TRANSPORT_TCP,
+                        mcp_transport="sse" if factory.__name__ == "sse_client" else "http",
                         protocol_name="http",
                         server_address=host,
                         server_port=port,
                     )
                 elif kind == "pipe":
-                    template = _Peer(transport=_TRANSPORT_PIPE)
+                    template = _Peer(transport=_TRANSPORT_PIPE, mcp_transport="stdio")
                 else:
-                    template = _Peer(transport=_TRANSPORT_INPROC)
+                    template = _Peer(transport=_TRANSPORT_INPROC, mcp_transport="memory")
             if template is None:
                 return cm
             return _TaggingTransport(
