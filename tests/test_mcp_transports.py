@@ -17,6 +17,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
+from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context
 from mcp_servers.fixtures import Tracing, by_name, tracing
@@ -73,7 +74,8 @@ def test_stdio_subprocess(tracing: Tracing, tmp_path: Path) -> None:
     params = StdioServerParameters(command=sys.executable, args=[str(SERVER_SCRIPT)], env=env)
 
     async def main() -> None:
-        async with Client(params, mode="legacy", **CALLBACKS) as client:
+        # stdio_client(params): Client(params) itself needs mcp >= 2.1 (we support 2.0).
+        async with Client(stdio_client(params), mode="legacy", **CALLBACKS) as client:
             assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {
                 "result": 5
             }

@@ -276,12 +276,20 @@ def _inbound_wrapper(server_peer: bool) -> Callable[..., Any]:
 
 
 def _report_tool_exception(exc: BaseException) -> None:
-    from mcp.server.mcpserver.exceptions import UnexpectedToolError
+    from mcp.server.mcpserver import exceptions
 
-    # A crash arrives wrapped (UnexpectedToolError from the original); a ToolError the tool
-    # raised on purpose is an anticipated failure (tool_error on the span, no error event).
-    if isinstance(exc, UnexpectedToolError) and exc.__cause__ is not None:
-        _capture(exc.__cause__)
+    # A crash arrives wrapped (from the original); a ToolError the tool raised on purpose is an
+    # anticipated failure (tool_error on the span, no error event). mcp >= 2.1 wraps a crash in
+    # UnexpectedToolError; mcp 2.0 wraps everything in a plain ToolError, its own included.
+    cause = exc.__cause__
+    if cause is None:
+        return
+    unexpected = getattr(exceptions, "UnexpectedToolError", None)
+    if unexpected is not None:
+        if isinstance(exc, unexpected):
+            _capture(cause)
+    elif isinstance(exc, exceptions.ToolError) and not isinstance(cause, exceptions.ToolError):
+        _capture(cause)
 
 
 async def _traced_call_tool(
