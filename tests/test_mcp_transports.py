@@ -239,7 +239,7 @@ def test_streamable_http_modern_notifications(tracing: Tracing) -> None:
     server = build_server()
 
     @server.tool()
-    async def chatty(ctx: Context) -> str:
+    async def log_and_update(ctx: Context) -> str:
         await ctx.log("info", "hello from tool")
         await ctx.notify_resource_updated("widget://info")
         return "ok"
@@ -253,7 +253,7 @@ def test_streamable_http_modern_notifications(tracing: Tracing) -> None:
         async with Client(f"{url}/mcp", log_level="info", logging_callback=on_log) as client:
             assert client.protocol_version == "2026-07-28"
             async with client.listen(resource_subscriptions=["widget://info"]) as sub:
-                await client.call_tool("chatty", {})
+                await client.call_tool("log_and_update", {})
                 with anyio.fail_after(5):
                     async for event in sub:
                         received.append(event)
@@ -264,7 +264,7 @@ def test_streamable_http_modern_notifications(tracing: Tracing) -> None:
     assert len(received) == 2, received
     spans = [span_dict(s) for s in tracing.spans()]
     _no_builtin(spans)
-    _, tool_server = _pair(spans, "tools/call chatty")
+    _, tool_server = _pair(spans, "tools/call log_and_update")
     log_client, _ = _pair(spans, "notifications/message")
     assert log_client["parent_id"] == tool_server["span_id"]
     updated_client, _ = _pair(spans, "notifications/resources/updated")
@@ -273,3 +273,53 @@ def test_streamable_http_modern_notifications(tracing: Tracing) -> None:
         assert attrs["network.transport"] == "tcp"
         assert attrs["mcp.protocol.version"] == "2026-07-28"
     assert updated_client["attributes"]["mcp.resource.uri"] == "widget://info"
+
+
+async def _ignore_log(params: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("transport", "mode"),
+    [
+        ("memory", "legacy"),
+        ("direct", "auto"),
+        ("http", "legacy"),
+        ("http", "auto"),
+        ("stdio", "legacy"),
+        ("stdio", "auto"),
+    ],
+)
+def test_log_notification_traced_on_every_era_and_transport(
+    tracing: Tracing, tmp_path: Path, transport: str, mode: str
+) -> None:
+    """A tool's ``notifications/message``: a CLIENT span where the server sends it, a SERVER span
+    where the client receives it, on both protocol eras and every transport."""
+    spans_path = tmp_path / "server-spans.jsonl"
+
+    async def session(target: Any) -> str | None:
+        async with Client(
+            target, mode=mode, log_level="info", logging_callback=_ignore_log
+        ) as client:
+            assert (await client.call_tool("chatty", {})).structured_content == {"result": "ok"}
+            await anyio.sleep(0.05)
+            return client.protocol_version
+
+    if transport in ("memory", "direct"):
+        version = anyio.run(session, build_server())
+    elif transport == "http":
+        with serve(build_server().streamable_http_app()) as url:
+            version = anyio.run(session, f"{url}/mcp")
+    else:
+        env = {**os.environ, "WIDGETTRACE_TEST_SPANS": str(spans_path)}
+        params = StdioServerParameters(command=sys.executable, args=[str(SERVER_SCRIPT)], env=env)
+        version = anyio.run(session, stdio_client(params))
+    assert version == ("2026-07-28" if mode == "auto" else "2025-11-25")
+    spans = [span_dict(s) for s in tracing.spans()]
+    if transport == "stdio":
+        spans += read_spans(spans_path)
+    sent, received = _pair(spans, "notifications/message")
+    _, handler = _pair(spans, "tools/call chatty")
+    assert sent["parent_id"] == handler["span_id"]
+    assert sent["attributes"]["mcp.protocol.version"] == version
+    assert received["attributes"]["mcp.method.name"] == "notifications/message"

@@ -103,7 +103,7 @@ def _build_app() -> Any:
     server = build_server()
 
     @server.tool()
-    async def chatty(ctx: Context) -> str:
+    async def log_and_progress(ctx: Context) -> str:
         await ctx.log("info", "hello from tool")  # notifications/message
         await ctx.report_progress(1, 1, "half")
         return "ok"
@@ -122,7 +122,7 @@ async def _exchange(url: str, mode: str) -> None:
             await client.send_ping()  # 2026-07-28 has no ping
         await client.list_tools()
         await client.call_tool("add", {"a": 2, "b": 3})
-        await client.call_tool("chatty", {})
+        await client.call_tool("log_and_progress", {})
         await client.get_prompt("greet", {"who": "ada"})
         await client.read_resource("widget://info")
         if mode == "legacy":

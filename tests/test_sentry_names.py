@@ -15,7 +15,6 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp.server.mcpserver import Context
 from mcp_servers.fixtures import Tracing, tracing
 from mcp_servers.uvicorn_thread import serve
 from mcp_servers.widgets import build_server
@@ -90,20 +89,9 @@ def _by(spans: list[ReadableSpan], name: str, kind: str) -> dict[str, Any]:
     return attrs
 
 
-def _chatty_server() -> Any:
-    server = build_server()
-
-    @server.tool()
-    async def chatty(ctx: Context) -> str:
-        await ctx.log("info", "hello from tool")
-        return "ok"
-
-    return server
-
-
 def test_mcp_spans_carry_sentry_names_in_process(tracing: Tracing) -> None:
     async def main() -> None:
-        async with Client(_chatty_server(), mode="legacy") as client:
+        async with Client(build_server(), mode="legacy") as client:
             await client.call_tool("add", {"a": 1, "b": 2})
             await client.get_prompt("greet", {"who": "ada"})
             await client.read_resource("widget://info")
@@ -147,7 +135,7 @@ def test_streamable_http_modern_sentry_names(tracing: Tracing) -> None:
         async with Client(f"{url}/mcp", log_level="info", logging_callback=_ignore) as client:
             await client.call_tool("chatty", {})
 
-    with serve(_chatty_server().streamable_http_app()) as url:
+    with serve(build_server().streamable_http_app()) as url:
         anyio.run(main, url)
     spans = tracing.spans()
     tool = _by(spans, "tools/call chatty", "SERVER")

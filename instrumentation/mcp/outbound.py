@@ -28,6 +28,7 @@ from widgettrace.instrumentation.mcp._common import (
     _peer_of,
     _rebind,
     _State,
+    _str_or_none,
 )
 from widgettrace.instrumentation.mcp.attributes import (
     _Call,
@@ -87,6 +88,12 @@ def _start_outbound(
     version = _meta_version(params)
     if version is None and peer is not None:
         version = peer.mcp_version()
+    if version is None:
+        # Sent while handling a request on a connection with no handshake (2026-07-28 stdio):
+        # the version the request carried.
+        handled = context_api.get_value(_INBOUND_ATTRS_KEY)
+        if _is_map(handled):
+            version = _str_or_none(handled.get(sc.MCP_PROTOCOL_VERSION))
     if version is not None:
         attrs[sc.MCP_PROTOCOL_VERSION] = version
     # Everything known now is given at start (samplers see it); only the opt-in payload, which
