@@ -3,10 +3,12 @@
 Pure functions used by :mod:`widgettrace.exporters.sentry`'s export thread (never on the thread
 that ends a span). Both the current and the old HTTP/DB semantic conventions are read.
 
-* op: ``widget.op`` if set; HTTP (``http.server`` / ``http.client``); ``db``; MCP
-  (``mcp.server`` / ``mcp.client``); GenAI (``gen_ai.<gen_ai.operation.name>``, e.g.
-  ``gen_ai.chat``, ``gen_ai.invoke_agent``, ``gen_ai.execute_tool``); messaging
-  (``queue.publish`` / ``queue.process``); ``rpc``; else by span kind (``function`` for internal).
+* op: ``widget.op`` or ``sentry.op`` if set (the MCP instrumentor sets Sentry's
+  ``mcp.notification.*`` ops, which need the sender's role); HTTP (``http.server`` /
+  ``http.client``); ``db``; MCP (``mcp.server`` / ``mcp.client``); GenAI
+  (``gen_ai.<gen_ai.operation.name>``, e.g. ``gen_ai.chat``, ``gen_ai.invoke_agent``,
+  ``gen_ai.execute_tool``); messaging (``queue.publish`` / ``queue.process``); ``rpc``; else by
+  span kind (``function`` for internal).
 * description: ``GET /api/widgets/status`` for servers (method + route), ``POST hub.local/search``
   for clients (method + host + path, no query), the query text for databases, else the span name.
 * status: OTel ERROR is ``internal_error`` unless an HTTP status says more; an HTTP status code
@@ -276,7 +278,7 @@ def _method(attrs: Mapping[str, Any]) -> Any:
 
 def op_for(kind: SpanKind, attrs: Mapping[str, Any]) -> str:
     """Sentry op for a span (see the module docstring for the order)."""
-    op = attrs.get(sc.WIDGET_OP)
+    op = attrs.get(sc.WIDGET_OP) or attrs.get(sc.SENTRY_OP)
     if op:
         return str(op)
     if _method(attrs):
