@@ -1,0 +1,134 @@
+"""The size budget of an error event: which frame local variables are sent, and how much of them.
+
+An error event from a FastAPI route used to weigh about 50 KB, nearly all of it the local
+variables of some thirty library frames (ASGI scopes, span attributes, request objects; the probe
+that found the secret leaks found them there). What a reader needs is the state of *their* code
+where it failed. The budget (``WIDGETTRACE_LOCAL_VARIABLES``):
+
+* ``app`` (default): local variables only on in-app frames (not widgettrace, OpenTelemetry,
+  the Sentry SDK or installed libraries), and only on the innermost :data:`MAX_FRAMES_WITH_VARS`
+  of them; ``all``: on every frame (same limits per frame); ``off``: none (the SDK does not even
+  collect them).
+* per frame at most :data:`MAX_VARS` variables (arguments first, in definition order) and
+  :data:`MAX_FRAME_BYTES` of JSON; a variable that does not fit is left out and named in
+  ``"…"``;
+* each value at most :data:`MAX_DEPTH` levels deep and :data:`MAX_BREADTH` items wide below the
+  top, each string at most :data:`MAX_STRING` characters (cut *after* scrubbing, so a secret is
+  never cut into a prefix the patterns no longer recognise);
+* library frames keep their function, module, file, line and the failing line of code, not the
+  five lines around it.
+
+So a typical error event is 4-8 KB, and at most about 16 KB plus what the exception message and
+breadcrumbs hold. :func:`prepare` runs before the SDK serialises the event (less to serialise),
+:func:`trim` after scrubbing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from widgettrace.exporters._scrub import dumps
+
+__all__ = [
+    "MAX_BREADTH",
+    "MAX_DEPTH",
+    "MAX_FRAMES_WITH_VARS",
+    "MAX_FRAME_BYTES",
+    "MAX_STRING",
+    "MAX_VARS",
+    "prepare",
+    "trim",
+]
+
+MAX_FRAMES_WITH_VARS = 5
+MAX_VARS = 10
+MAX_FRAME_BYTES = 2048
+MAX_DEPTH = 2
+MAX_BREADTH = 10
+MAX_STRING = 256
+#: Raw strings longer than this are cut before serialising (four times what is kept, so
+#: scrubbing still sees every secret that could reach the kept part whole).
+_PRE_CUT = 4 * MAX_STRING
+
+
+def _frames(event: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    for section in ("exception", "threads"):
+        container = event.get(section)
+        if not isinstance(container, dict):
+            continue
+        for value in container.get("values") or ():
+            stacktrace = value.get("stacktrace") if isinstance(value, dict) else None
+            frames = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
+            if isinstance(frames, list):
+                yield frames
+
+
+def prepare(event: dict[str, Any], mode: str = "app") -> None:
+    """Before serialisation: drop the variables the budget does not keep (cheap, in place)."""
+    for frames in _frames(event):
+        kept = 0
+        for frame in reversed(frames):  # innermost first
+            in_app = frame.get("in_app") is True
+            if not in_app:
+                frame.pop("pre_context", None)
+                frame.pop("post_context", None)
+            variables = frame.get("vars")
+            if variables is None:
+                continue
+            if mode == "off" or (mode == "app" and not in_app) or kept >= MAX_FRAMES_WITH_VARS:
+                del frame["vars"]
+                continue
+            kept += 1
+            if isinstance(variables, dict):
+                items = list(variables.items())
+                frame["vars"] = {
+                    k: (v[:_PRE_CUT] if isinstance(v, (str, bytes)) else v)
+                    for k, v in items[:MAX_VARS]
+                }
+                if len(items) > MAX_VARS:
+                    frame["vars"]["…"] = f"{len(items) - MAX_VARS} more"
+
+
+def _cut(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_STRING else value[: MAX_STRING - 1] + "…"
+    if isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            return f"{{…{len(value)} keys}}"
+        items = list(value.items())
+        out = {str(k): _cut(v, depth + 1) for k, v in items[:MAX_BREADTH]}
+        if len(items) > MAX_BREADTH:
+            out["…"] = f"{len(items) - MAX_BREADTH} more"
+        return out
+    if isinstance(value, list):
+        if depth >= MAX_DEPTH:
+            return f"[…{len(value)} items]"
+        out_list = [_cut(v, depth + 1) for v in value[:MAX_BREADTH]]
+        if len(value) > MAX_BREADTH:
+            out_list.append(f"… {len(value) - MAX_BREADTH} more")
+        return out_list
+    return value
+
+
+def trim(event: dict[str, Any]) -> None:
+    """After scrubbing: cut every kept variable to the per-value and per-frame budget."""
+    for frames in _frames(event):
+        for frame in frames:
+            variables = frame.get("vars")
+            if not isinstance(variables, dict):
+                continue
+            out: dict[str, Any] = {}
+            used = 2
+            left_out: list[str] = []
+            for name, value in variables.items():
+                cut = _cut(value, 0)
+                size = len(dumps(cut)) + len(name) + 4
+                if used + size > MAX_FRAME_BYTES:
+                    left_out.append(str(name))
+                    continue
+                used += size
+                out[name] = cut
+            if left_out:
+                out["…"] = _cut("left out (size): " + ", ".join(left_out), 0)
+            frame["vars"] = out
