@@ -87,5 +87,3 @@ def test_log_breadcrumbs_are_not_kept_twice(events: list[dict[str, object]]) -> 
         own = _own_marker(event)
         crumbs = [c.get("message") for c in event["breadcrumbs"]["values"]]  # type: ignore[index]
         assert crumbs.count(f"start {own}") == 1, crumbs
-
-
