@@ -18,28 +18,31 @@ lets the email (personal data, not a credential) through while every credential 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from peers.harness import PeerProcess, clean_env, wait_for
+from peers.harness import CaptureServer, PeerProcess, clean_env, wait_for
 from peers.secret_corpus import PII, SECRETS, URL_SECRETS
 from receivers.sentry_receiver import SentryReceiver
 
 _HEADERS = "authorization,cookie,x-api-key"
 
 
-def _run_app(tmp_path: Path, receiver: SentryReceiver, *, pii: bool) -> Path:
+def _run_app(
+    tmp_path: Path, dsn: str, *, pii: bool, wait: Callable[[], bool], **extra: str
+) -> Path:
     log_path = tmp_path / "sentry.log"
     env = clean_env(
-        SENTRY_DSN=receiver.dsn,
+        SENTRY_DSN=dsn,
         WIDGETTRACE_LOG_PATH=str(log_path),
         OTEL_SERVICE_NAME="secrets-app",
         OTEL_SEMCONV_STABILITY_OPT_IN="http/dup",
         OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST=_HEADERS,
         OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST=_HEADERS,
         WIDGETTRACE_SEND_DEFAULT_PII="true" if pii else "false",
+        **extra,
     )
     app = PeerProcess("secrets_app.py", [], env, instrument=True)
     try:
@@ -49,17 +52,23 @@ def _run_app(tmp_path: Path, receiver: SentryReceiver, *, pii: bool) -> Path:
             "Cookie": f"session_id={SECRETS['cookie_session']}",
             "X-Api-Key": SECRETS["header_api_key"],
         }
-        assert (
-            requests.get(f"{app.url}/leak?{query}", headers=headers, timeout=30).status_code == 500
-        )
+        leak = requests.get(f"{app.url}/leak?{query}", headers=headers, timeout=30)
+        assert leak.status_code == 500
         assert requests.get(f"{app.url}/handled?{query}", headers=headers, timeout=30).ok
         assert requests.get(f"{app.url}/flush", timeout=30).json()["flushed"] is True
-        # 3 error events (/leak, /handled, the captured message) and the transactions.
-        assert wait_for(lambda: receiver.counts().get("event", 0) >= 3, timeout=20)
-        assert wait_for(lambda: receiver.counts().get("transaction", 0) >= 4, timeout=20)
+        assert wait_for(wait, timeout=20)
     finally:
         app.stop()
     return log_path
+
+
+def _sentry_run(tmp_path: Path, receiver: SentryReceiver, *, pii: bool) -> Path:
+    def arrived() -> bool:
+        # 3 error events (/leak, /handled, the captured message) and the transactions.
+        counts = receiver.counts()
+        return counts.get("event", 0) >= 3 and counts.get("transaction", 0) >= 4
+
+    return _run_app(tmp_path, receiver.dsn, pii=pii, wait=arrived)
 
 
 def _wire_bytes(receiver: SentryReceiver) -> bytes:
@@ -90,7 +99,7 @@ def default_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[bytes, bytes, SentryReceiver]]:
     with SentryReceiver() as receiver:
-        log_path = _run_app(tmp_path_factory.mktemp("corpus"), receiver, pii=False)
+        log_path = _sentry_run(tmp_path_factory.mktemp("corpus"), receiver, pii=False)
         yield _wire_bytes(receiver), log_path.read_bytes(), receiver
 
 
@@ -143,8 +152,34 @@ def test_every_place_carried_its_text_scrubbed(
 
 def test_pii_opt_in_lets_the_email_through_but_no_credential(tmp_path: Path) -> None:
     with SentryReceiver() as receiver:
-        log_path = _run_app(tmp_path, receiver, pii=True)
+        log_path = _sentry_run(tmp_path, receiver, pii=True)
         wire = _wire_bytes(receiver)
     assert wire.count(SECRETS["email"].encode()) > 0
     assert hits(wire, pii=True) == {}
     assert hits(log_path.read_bytes(), pii=True) == {}
+
+
+def test_otlp_mode_sends_no_corpus_value(tmp_path: Path) -> None:
+    """WIDGETTRACE_SENTRY_MODE=otlp: spans as OTLP protobuf, errors as envelopes; the corpus
+    values are counted in the raw request bodies (protobuf strings are plain UTF-8)."""
+    with CaptureServer() as server:
+
+        def arrived() -> bool:
+            paths = [r.path for r in server.requests]
+            return any("otlp" in p for p in paths) and sum("envelope" in p for p in paths) >= 3
+
+        log_path = _run_app(
+            tmp_path,
+            server.dsn,
+            pii=False,
+            wait=arrived,
+            WIDGETTRACE_SENTRY_MODE="otlp",
+            OTEL_TRACES_EXPORTER="none",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+        )
+        bodies = [r.body for r in server.requests]
+    otlp = b"".join(b for r, b in zip(server.requests, bodies, strict=True) if "otlp" in r.path)
+    assert b"corpus jwt" in otlp and b"[Filtered]" in otlp  # the spans did arrive, scrubbed
+    assert hits(b"\n".join(bodies)) == {}
+    assert hits(log_path.read_bytes()) == {}
