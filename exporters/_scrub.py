@@ -135,13 +135,14 @@ _SECRET_QUERY = re.compile(
     r"credential|code)[^=&;#\s]*)=)[^&;#\s\"']*",
     re.IGNORECASE,
 )
-# key=value, key: value, "key": "value", 'key': 'value' with a secret-like key word. No leading
+# key=value, key: value, "key": "value", 'key': 'value' (also with JSON-escaped quotes, as in a
+# payload encoded into a string) with a secret-like key word. No leading
 # "[\w.-]*" before the word: that made the regex quadratic (60 us on a short string).
 _KEY_VALUE = re.compile(
     r"((?:passw(?:or)?d|passwd|pwd|secret|token(?!s)|api[_-]?key|apikey|access[_-]?key|"
     r"private[_-]?key|authorization|auth[_-]?token|credentials?|session[_-]?id|sessionid|"
     r"signature|cookie|dsn)[\w.-]*)"
-    r"([\"']?\s*[=:]\s*[\"']?)(?!\[Filtered\])([^\s\"'&,;}\]]+)",
+    r"(\\?[\"']?\s*[=:]\s*\\?[\"']?)(?!\[Filtered\])([^\s\"'&,;}\]\\]+)",
     re.IGNORECASE,
 )
 # scheme://userinfo@ (URLs and DSNs): the whole userinfo goes.

@@ -42,6 +42,7 @@ def _run_app(
         OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST=_HEADERS,
         OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST=_HEADERS,
         WIDGETTRACE_SEND_DEFAULT_PII="true" if pii else "false",
+        WIDGETTRACE_CAPTURE_PAYLOADS="true",
         **extra,
     )
     app = PeerProcess("secrets_app.py", [], env, instrument=True)
@@ -55,6 +56,7 @@ def _run_app(
         leak = requests.get(f"{app.url}/leak?{query}", headers=headers, timeout=30)
         assert leak.status_code == 500
         assert requests.get(f"{app.url}/handled?{query}", headers=headers, timeout=30).ok
+        assert requests.get(f"{app.url}/mcp", timeout=30).json() == {"is_error": False}
         assert requests.get(f"{app.url}/flush", timeout=30).json()["flushed"] is True
         assert wait_for(wait, timeout=20)
     finally:
@@ -66,7 +68,7 @@ def _sentry_run(tmp_path: Path, receiver: SentryReceiver, *, pii: bool) -> Path:
     def arrived() -> bool:
         # 3 error events (/leak, /handled, the captured message) and the transactions.
         counts = receiver.counts()
-        return counts.get("event", 0) >= 3 and counts.get("transaction", 0) >= 4
+        return counts.get("event", 0) >= 3 and counts.get("transaction", 0) >= 5
 
     return _run_app(tmp_path, receiver.dsn, pii=pii, wait=arrived)
 
@@ -145,6 +147,8 @@ def test_every_place_carried_its_text_scrubbed(
     assert all("[Filtered]" in d for d in statements if "users" in d), statements
     events_data = [s["data"].get("otel.events") for s in spans if s["data"].get("otel.events")]
     assert events_data, "span events did not arrive"
+    payloads = json.dumps([s["data"] for s in spans if s.get("op", "").startswith("mcp")])
+    assert "fetching https://hub.local/api/widgets?token=[Filtered]" in payloads, payloads[:2000]
     server = next(t for t in receiver.transactions() if t["transaction"] == "GET /leak")
     data = server["contexts"]["trace"]["data"]
     assert any("[Filtered]" in str(v) for k, v in data.items() if "url" in k or "target" in k)

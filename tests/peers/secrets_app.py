@@ -12,6 +12,7 @@ Routes:
     finally an exception whose message holds every text (exception value, frame local
     variables: the text, the span's attributes, the request's URL);
 ``/handled``  the same texts in an exception the app catches and reports itself;
+``/mcp``      an in-memory MCP tool call whose arguments and result hold every text;
 ``/echo``     the target of the outgoing call;
 ``/flush``    flushes spans and Sentry.
 """
@@ -86,6 +87,25 @@ def handled() -> dict[str, Any]:
     except LeakError as exc:
         scope.capture_exception(exc)
     return {"handled": bool(password)}
+
+
+@app.get("/mcp")
+async def mcp_call() -> dict[str, Any]:
+    """An MCP tool call (in-memory client and server) whose arguments and result hold every
+    corpus text: captured as payload attributes when WIDGETTRACE_CAPTURE_PAYLOADS=true."""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("secrets")
+
+    @server.tool()
+    def echo(data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    notes = {f"note_{i:02d}": text_of(name) for i, name in enumerate(SECRETS)}
+    async with Client(server) as client:
+        result = await client.call_tool("echo", {"data": notes})
+    return {"is_error": result.is_error}
 
 
 @app.get("/echo")
