@@ -145,3 +145,32 @@ def test_a_bad_user_pattern_is_one_line_and_ignored(caplog: pytest.LogCaptureFix
 def test_json_list_of_patterns() -> None:
     settings = load_settings({"WIDGETTRACE_SCRUB_PATTERNS": '["id \\\\d{3}", "x{2,3}"]'})
     assert scrubber_for(settings).text("user id 123 xxx") == f"user {FILTERED} {FILTERED}"
+
+
+class _ThreadRecordingScrubber(Scrubber):
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+
+    def text(self, value: str) -> str:
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        return super().text(value)
+
+
+def test_spans_are_scrubbed_on_the_export_thread_only() -> None:
+    from test_sentry_support import sentry_pipeline
+
+    scrubber = _ThreadRecordingScrubber()
+    with sentry_pipeline(scrubber=scrubber) as p:
+        with p.tracer.start_as_current_span("GET /x") as span:
+            span.set_attribute("widget.note", "password=hunter2 in a note")
+            span.set_attribute("db.statement", "SELECT 1 -- token=abc")
+            span.add_event("note", {"detail": "Bearer abc.def"})
+        p.flush()
+        (tx,) = p.transport.transactions()
+    assert scrubber.threads == {"widgettrace-sentry-export"}
+    data = tx["contexts"]["trace"]["data"]
+    assert data["widget.note"] == f"password={FILTERED} in a note"
+    assert data["otel.events"][0]["attributes"]["detail"] == f"Bearer {FILTERED}"
