@@ -24,8 +24,8 @@ the code around the in-app ones), at most 3 KB variables and ~2 KB the installed
 (Sentry's ``modules``); the rest is the exception message and the breadcrumbs
 (``tests/test_event_size.py`` holds it under 12 KB).
 
-:func:`prepare` runs before the SDK serialises the event (less to serialise), :func:`trim` after
-scrubbing.
+:func:`prepare` runs before the SDK serialises the event (less to serialise), :func:`shape`
+before scrubbing (less to scrub), :func:`trim` after it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ __all__ = [
     "MAX_VARS",
     "MAX_VARS_BYTES",
     "prepare",
+    "shape",
     "trim",
 ]
 
@@ -104,25 +105,35 @@ def prepare(event: dict[str, Any], mode: str = "app") -> None:
                     frame["vars"]["…"] = f"{len(items) - MAX_VARS} more"
 
 
-def _cut(value: Any, depth: int) -> Any:
+def _cut(value: Any, depth: int, max_string: int = MAX_STRING) -> Any:
     if isinstance(value, str):
-        return value if len(value) <= MAX_STRING else value[: MAX_STRING - 1] + "…"
+        return value if len(value) <= max_string else value[: max_string - 1] + "…"
     if isinstance(value, dict):
         if depth >= MAX_DEPTH:
             return f"{{…{len(value)} keys}}"
         items = list(value.items())
-        out = {str(k): _cut(v, depth + 1) for k, v in items[:MAX_BREADTH]}
+        out = {str(k): _cut(v, depth + 1, max_string) for k, v in items[:MAX_BREADTH]}
         if len(items) > MAX_BREADTH:
             out["…"] = f"{len(items) - MAX_BREADTH} more"
         return out
     if isinstance(value, list):
         if depth >= MAX_DEPTH:
             return f"[…{len(value)} items]"
-        out_list = [_cut(v, depth + 1) for v in value[:MAX_BREADTH]]
+        out_list = [_cut(v, depth + 1, max_string) for v in value[:MAX_BREADTH]]
         if len(value) > MAX_BREADTH:
             out_list.append(f"… {len(value) - MAX_BREADTH} more")
         return out_list
     return value
+
+
+def shape(event: dict[str, Any]) -> None:
+    """Before scrubbing: variables to their depth and breadth, strings to four times their
+    final length (less to scrub; whole enough that no secret reaching the kept part is cut)."""
+    for frames in _frames(event):
+        for frame in frames:
+            variables = frame.get("vars")
+            if isinstance(variables, dict):
+                frame["vars"] = {k: _cut(v, 0, _PRE_CUT) for k, v in variables.items()}
 
 
 def trim(event: dict[str, Any]) -> None:

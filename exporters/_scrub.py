@@ -392,7 +392,8 @@ class Scrubber:
     def tree(self, value: Any, _depth: int = 0) -> Any:
         """A scrubbed copy of any JSON-like value: dict keys decide first, then every string."""
         if isinstance(value, str):
-            return self.text(value)
+            # Short strings recur (source lines, reprs of the same objects): through the memo.
+            return self.text_cached(value) if len(value) <= 200 else self.text(value)
         if _depth > 32:
             return value
         if isinstance(value, Mapping):

@@ -916,6 +916,7 @@ def _before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] 
     # contexts, tags, messages, request data); then the size budget (after scrubbing, so a
     # secret is never cut into an unrecognisable prefix). See docs/privacy.md.
     try:
+        _frames.shape(event)
         _event_scrubber.event(event)
         _frames.trim(event)
     except Exception:
