@@ -365,6 +365,7 @@ class Scrubber:
         """
         out: dict[str, Any] = {}
         verdicts = self._verdicts
+        texts = self._texts
         pii = self.send_default_pii
         for key, raw in attributes.items():
             verdict = verdicts.get(key)
@@ -381,7 +382,11 @@ class Scrubber:
             value = raw
             cls = type(value)
             if cls is str:
-                value = self.url(value) if verdict == _URL else self.text_cached(value)
+                if verdict == _URL:
+                    value = self.url(value)
+                else:
+                    hit = texts.get(value)  # inlined text_cached: the common case
+                    value = hit if hit is not None else self.text_cached(value)
             elif cls is float:
                 value = _finite(value)
             elif cls is tuple or cls is list:
