@@ -405,7 +405,7 @@ class Scrubber:
             out: dict[Any, Any] = {}
             for key, item in value.items():
                 skey = str(key)
-                if skey in _STRUCTURAL or item is None or item == "" or type(item) is bool:
+                if skey in _ID_KEYS or item is None or item == "" or type(item) is bool:
                     out[key] = item
                     continue
                 verdict = self.verdict(skey) & 3
@@ -484,6 +484,11 @@ _STRUCTURAL = frozenset(
         "severity_number",
         "transaction_info",
     }
+)
+#: Keys that hold identifiers and timestamps wherever they appear (a variable named ``status`` or
+#: ``type`` is still scrubbed: only these are skipped below the top level).
+_ID_KEYS = frozenset(
+    {"event_id", "trace_id", "span_id", "parent_span_id", "timestamp", "start_timestamp"}
 )
 #: Contexts Sentry fills with its own identifiers and runtime facts.
 _STRUCTURAL_CONTEXTS = frozenset({"runtime", "os", "device", "app"})

@@ -91,6 +91,7 @@ def test_tree_scrubs_nested_frame_variables_like_span_data() -> None:
             "password": "'hunter2'",
             "msg": "'password=hunter3 rejected'",
             "items": ["ok", "sk-live-4f8a2c9e1b7d3f6a0c5e8b2d"],
+            "status": "'token=abc123xyz'",
         }
     )
     assert tree == {
@@ -98,6 +99,7 @@ def test_tree_scrubs_nested_frame_variables_like_span_data() -> None:
         "password": FILTERED,
         "msg": f"'password={FILTERED} rejected'",
         "items": ["ok", FILTERED],
+        "status": f"'token={FILTERED}'",
     }
 
 
