@@ -64,13 +64,13 @@ def _run_app(
     return log_path
 
 
-def _sentry_run(tmp_path: Path, receiver: SentryReceiver, *, pii: bool) -> Path:
+def _sentry_run(tmp_path: Path, receiver: SentryReceiver, *, pii: bool, **extra: str) -> Path:
     def arrived() -> bool:
         # 3 error events (/leak, /handled, the captured message) and the transactions.
         counts = receiver.counts()
         return counts.get("event", 0) >= 3 and counts.get("transaction", 0) >= 5
 
-    return _run_app(tmp_path, receiver.dsn, pii=pii, wait=arrived)
+    return _run_app(tmp_path, receiver.dsn, pii=pii, wait=arrived, **extra)
 
 
 def _wire_bytes(receiver: SentryReceiver) -> bytes:
@@ -186,4 +186,22 @@ def test_otlp_mode_sends_no_corpus_value(tmp_path: Path) -> None:
     otlp = b"".join(b for r, b in zip(server.requests, bodies, strict=True) if "otlp" in r.path)
     assert b"corpus jwt" in otlp and b"[Filtered]" in otlp  # the spans did arrive, scrubbed
     assert hits(b"\n".join(bodies)) == {}
+    assert hits(log_path.read_bytes()) == {}
+
+
+def test_every_frames_variables_are_scrubbed_too(tmp_path: Path) -> None:
+    """WIDGETTRACE_LOCAL_VARIABLES=all: library frames' locals (ASGI scopes, span attributes
+    with the URL, where the probe found the query secrets) are sent, and scrubbed."""
+    with SentryReceiver() as receiver:
+        log_path = _sentry_run(tmp_path, receiver, pii=False, WIDGETTRACE_LOCAL_VARIABLES="all")
+        wire = _wire_bytes(receiver)
+        events = receiver.events()
+    frames = [
+        f
+        for e in events
+        for v in (e.get("exception") or {}).get("values", [])
+        for f in v["stacktrace"]["frames"]
+    ]
+    assert any("vars" in f and not f.get("in_app") for f in frames)
+    assert hits(wire) == {}
     assert hits(log_path.read_bytes()) == {}
