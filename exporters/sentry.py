@@ -867,7 +867,7 @@ class _ErrorSink:
                 mechanism={"type": "widgettrace", "handled": report.handled},
             )
         else:
-            event = {"message": report.message or ""}  # scrubbed in _before_send
+            event = {"message": report.message or ""}  # scrubbed in _scrub_before_send
             hint = {}
         event["level"] = report.level
         event["timestamp"] = report.timestamp
@@ -905,25 +905,34 @@ class _ErrorSink:
 
 
 def _before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-    """Drop what Sentry's own integrations (excepthook, threading) capture that we reported;
-    scrub every error and message event and cut its frame variables to the budget."""
-    if not hint.get("widgettrace"):
-        exc_info = hint.get("exc_info")
-        exc = exc_info[1] if exc_info else None
-        if isinstance(exc, BaseException) and not wscope.mark_reported(exc):
-            return None
-    # Every place an event carries text (exception values, frame variables, breadcrumbs,
-    # contexts, tags, messages, request data); then the size budget (after scrubbing, so a
-    # secret is never cut into an unrecognisable prefix). See docs/privacy.md.
+    """Drop what Sentry's own integrations (excepthook, threading) capture that we reported."""
+    if hint.get("widgettrace"):
+        return event
+    exc_info = hint.get("exc_info")
+    exc = exc_info[1] if exc_info else None
+    if isinstance(exc, BaseException) and not wscope.mark_reported(exc):
+        return None
+    return event
+
+
+def _scrub_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    """The SDK's ``before_send``: the last step before an error or message event is sent (after
+    every event processor), so every place it carries text is scrubbed here (exception values,
+    frame variables, breadcrumbs, contexts, tags, messages, request data), then the size budget
+    (after scrubbing, so a secret is never cut into an unrecognisable prefix). docs/privacy.md.
+    """
+    kept = _before_send(event, hint)
+    if kept is None:
+        return None
     try:
-        _frames.shape(event)
-        _event_scrubber.event(event)
-        _frames.trim(event)
+        _frames.shape(kept)
+        _event_scrubber.event(kept)
+        _frames.trim(kept)
     except Exception:
         with internal_errors("sentry.scrub_event"):
             raise
-        return _unscrubbable(event)
-    return event
+        return _unscrubbable(kept)
+    return kept
 
 
 def _unscrubbable(event: dict[str, Any]) -> dict[str, Any]:
@@ -946,7 +955,7 @@ _event_scrubber = Scrubber()
 class _FrameBudget(EventScrubber):
     """The SDK's ``event_scrubber`` hook, which runs before it serialises the event: drops the
     frame variables the budget does not keep, so they are never serialised (scrubbing itself
-    is in :func:`_before_send`, on the serialised event)."""
+    is in :func:`_scrub_before_send`, on the serialised event)."""
 
     def __init__(self, mode: str) -> None:
         super().__init__()
@@ -1016,7 +1025,7 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
         # variables before the SDK serialises them (widgettrace.exporters._frames).
         "include_local_variables": local_variables != "off",
         "event_scrubber": _FrameBudget(local_variables),
-        "before_send": _before_send,
+        "before_send": _scrub_before_send,
         "transport_queue_size": TRANSPORT_QUEUE_SIZE,
         "_experiments": {"transport_compression_level": TRANSPORT_COMPRESSION_LEVEL},
     }
