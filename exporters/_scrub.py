@@ -409,7 +409,11 @@ class Scrubber:
                     out[key] = item
                     continue
                 verdict = self.verdict(skey) & 3
-                if verdict == _SECRET or (verdict == _PII and not self.send_default_pii):
+                if isinstance(item, Mapping) and "value" in item and "type" in item:
+                    # A typed attribute ({"value": ..., "type": "string"}: Sentry's log and
+                    # span v2 items): the key decides about the value, the shape stays.
+                    out[key] = self._typed(verdict, item)
+                elif verdict == _SECRET or (verdict == _PII and not self.send_default_pii):
                     out[key] = FILTERED
                 elif verdict == _URL and isinstance(item, str):
                     out[key] = self.url(item)
@@ -419,6 +423,17 @@ class Scrubber:
         if isinstance(value, (list, tuple)):
             return [self.tree(item, _depth + 1) for item in value]
         return value
+
+    def _typed(self, verdict: int, item: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(item)
+        value = item["value"]
+        if verdict == _SECRET or (verdict == _PII and not self.send_default_pii):
+            out["value"], out["type"] = FILTERED, "string"
+        elif isinstance(value, str):
+            out["value"] = self.url(value) if verdict == _URL else self.text(value)
+        elif isinstance(value, list):
+            out["value"] = [self.text(v) if isinstance(v, str) else v for v in value]
+        return out
 
     def event(self, event: dict[str, Any]) -> dict[str, Any]:
         """Scrub a Sentry event (error, message, log, span payload) in place; returns it.

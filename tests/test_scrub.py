@@ -176,3 +176,25 @@ def test_spans_are_scrubbed_on_the_export_thread_only() -> None:
     data = tx["contexts"]["trace"]["data"]
     assert data["widget.note"] == f"password={FILTERED} in a note"
     assert data["otel.events"][0]["attributes"]["detail"] == f"Bearer {FILTERED}"
+
+
+def test_typed_attributes_of_log_and_span_v2_items_keep_their_shape() -> None:
+    log = {
+        "body": "login failed password=hunter2",
+        "trace_id": "4539578763621486aa00000000000000",
+        "attributes": {
+            "db.password": {"value": "x", "type": "string"},
+            "http.url": {"value": "https://h/?token=t", "type": "string"},
+            "note": {"value": "Bearer abc", "type": "string"},
+            "count": {"value": 3, "type": "integer"},
+        },
+    }
+    scrub_event(log, Scrubber())
+    assert log["body"] == f"login failed password={FILTERED}"
+    assert log["trace_id"] == "4539578763621486aa00000000000000"
+    assert log["attributes"] == {
+        "db.password": {"value": FILTERED, "type": "string"},
+        "http.url": {"value": f"https://h/?token={FILTERED}", "type": "string"},
+        "note": {"value": f"Bearer {FILTERED}", "type": "string"},
+        "count": {"value": 3, "type": "integer"},
+    }
