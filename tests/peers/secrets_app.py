@@ -56,7 +56,7 @@ def _spread(request: Request) -> None:
             span.set_attribute("db.system", "postgresql")
             span.set_attribute("db.statement", f"SELECT * FROM users WHERE note = '{text}'")
             span.add_event("note", {"detail": text, "api_key": SECRETS[name]})
-        with tracer.start_as_current_span("query " + name) as span:
+        with tracer.start_as_current_span("query " + text) as span:  # a name holding it
             span.set_attribute("db.system.name", "postgresql")
             span.set_attribute("db.query.text", f"UPDATE users SET note = '{text}'")
     scope.set_tag("note", text_of("openai_key"))
