@@ -3,7 +3,7 @@
 Sentry's logging integration puts every log record on the SDK's isolation scope, which nothing
 forks per request here (widgettrace does not use Sentry's web framework integrations), so an
 error in one request carried the log lines of every other request, tokens included. This
-handler, installed on the root logger by the Sentry exporter, keeps each record (INFO and above)
+hook, installed by the Sentry exporter (see :func:`install`), keeps each record (INFO and above)
 with :func:`widgettrace.instrumentation.scope.remember_breadcrumb` instead: inside a span it
 belongs to that span's trace and reaches only that trace's error events; outside any span it is
 process-wide, like a value set with the scope API outside a span.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from widgettrace.instrumentation import scope
 
@@ -61,26 +62,44 @@ class LogBreadcrumbHandler(logging.Handler):
 
 _lock = threading.Lock()
 _handler: LogBreadcrumbHandler | None = None
+_original: Any = None
 
 
 def installed() -> bool:
-    """Whether the handler is on the root logger."""
+    """Whether log records are being kept as breadcrumbs."""
     return _handler is not None
 
 
 def install(level: int = logging.INFO) -> None:
-    """Add the handler to the root logger (idempotent)."""
-    global _handler
+    """Keep every record of ``level`` and above as a breadcrumb (idempotent).
+
+    Not a handler on the root logger: an application that never configured logging relies on
+    Python printing its warnings to stderr when no handler exists (``logging.lastResort``), and
+    telemetry must not change that. Like Sentry's integration, this wraps
+    ``Logger.callHandlers``, which every record that passes its logger's level goes through.
+    """
+    global _handler, _original
     with _lock:
-        if _handler is None:
-            _handler = LogBreadcrumbHandler(level)
-            logging.getLogger().addHandler(_handler)
+        if _handler is not None:
+            return
+        handler = LogBreadcrumbHandler(level)
+        original = logging.Logger.callHandlers
+
+        def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
+            try:
+                original(self, record)
+            finally:
+                if record.levelno >= handler.level:
+                    handler.emit(record)
+
+        _handler, _original = handler, original
+        logging.Logger.callHandlers = call_handlers  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
-    """Remove the handler."""
-    global _handler
+    """Stop keeping log records (restores ``Logger.callHandlers``)."""
+    global _handler, _original
     with _lock:
         if _handler is not None:
-            logging.getLogger().removeHandler(_handler)
-            _handler = None
+            logging.Logger.callHandlers = _original  # type: ignore[method-assign]
+            _handler, _original = None, None

@@ -25,7 +25,9 @@ _MARKER = re.compile(r"mk-(?:sync|async)-\d\dx")
 
 
 @pytest.fixture(scope="module")
-def events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[str, object]]]:
+def run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[list[dict[str, object]], str]]:
     with SentryReceiver() as receiver:
         env = clean_env(
             SENTRY_DSN=receiver.dsn,
@@ -45,10 +47,10 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[str, 
             assert requests.get(f"{app.url}/flush", timeout=30).json()["flushed"] is True
             assert wait_for(lambda: len(receiver.events()) >= len(_MARKERS), timeout=20)
         finally:
-            app.stop()
+            stderr = app.stop()
         for item in receiver.items():
             assert not item.normalization_errors, (item.type, item.normalization_errors)
-        yield receiver.events()
+        yield receiver.events(), stderr
 
 
 def _own_marker(event: dict[str, object]) -> str:
@@ -56,6 +58,11 @@ def _own_marker(event: dict[str, object]) -> str:
     match = _MARKER.search(str(value))
     assert match, value
     return match.group(0)
+
+
+@pytest.fixture(scope="module")
+def events(run: tuple[list[dict[str, object]], str]) -> list[dict[str, object]]:
+    return run[0]
 
 
 def test_each_request_failed_once(events: list[dict[str, object]]) -> None:
@@ -87,3 +94,11 @@ def test_log_breadcrumbs_are_not_kept_twice(events: list[dict[str, object]]) -> 
         own = _own_marker(event)
         crumbs = [c.get("message") for c in event["breadcrumbs"]["values"]]  # type: ignore[index]
         assert crumbs.count(f"start {own}") == 1, crumbs
+
+
+def test_the_apps_own_logging_output_is_unchanged(run: tuple[list[dict[str, object]], str]) -> None:
+    """The app configured no logging: Python prints its warnings to stderr (``lastResort``).
+    Keeping log records as breadcrumbs must not add a handler that would silence that."""
+    _, stderr = run
+    assert "process-wide start-up line" in stderr
+    assert "middle mk-sync-00x" in stderr
