@@ -7,8 +7,8 @@ where it failed. The budget (``WIDGETTRACE_LOCAL_VARIABLES``):
 
 * ``app`` (default): local variables only on in-app frames (not widgettrace, OpenTelemetry,
   the Sentry SDK or installed libraries), and only on the innermost :data:`MAX_FRAMES_WITH_VARS`
-  of them; ``all``: on every frame (same limits per frame); ``off``: none (the SDK does not even
-  collect them).
+  of them; ``all``: library frames count too (the same limits: the innermost
+  :data:`MAX_FRAMES_WITH_VARS` frames); ``off``: none (the SDK does not even collect them).
 * per frame at most :data:`MAX_VARS` variables (arguments first, in definition order) and
   :data:`MAX_FRAME_BYTES` of JSON, per event :data:`MAX_VARS_BYTES` (innermost frames first); a
   variable that does not fit is left out and named in ``"…"``;
