@@ -1,7 +1,8 @@
 """A span exporter wrapper that scrubs spans before another exporter sends them (OTLP).
 
-``WIDGETTRACE_SENTRY_MODE=otlp`` sends spans to Sentry's OTLP endpoint through the standard
-OTLP exporter, which sends attributes as they are. :class:`ScrubbingSpanExporter` sits between
+``WIDGETTRACE_SENTRY_MODE=otlp`` sends spans to Sentry's OTLP endpoint, and
+``OTEL_TRACES_EXPORTER=otlp`` to a collector, through the standard OTLP exporter, which sends
+attributes as they are. :class:`ScrubbingSpanExporter` sits between
 the ``BatchSpanProcessor`` and that exporter: on the batch processor's export thread (never the
 application's) it hands on copies of the spans whose name, attributes, event attributes, link
 attributes and status description went through :class:`widgettrace.exporters._scrub.Scrubber`.
@@ -9,17 +10,17 @@ attributes and status description went through :class:`widgettrace.exporters._sc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from widgettrace.exporters._scrub import Scrubber
 from widgettrace.instrumentation._guard import internal_errors
 
-__all__ = ["ScrubbingSpanExporter"]
+__all__ = ["ScrubbingSpanExporter", "scrubbing_export_processor"]
 
 
 def _attributes(scrubber: Scrubber, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -73,3 +74,14 @@ class ScrubbingSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
+
+
+def scrubbing_export_processor(scrubber: Scrubber) -> Callable[[SpanExporter], SpanProcessor]:
+    """The ``export_span_processor`` factory for the OTel SDK's auto-configuration: each exporter
+    named by ``OTEL_TRACES_EXPORTER`` (``otlp`` to a collector) gets the usual
+    ``BatchSpanProcessor``, with this scrubbing in front of the exporter."""
+
+    def make(exporter: SpanExporter) -> SpanProcessor:
+        return BatchSpanProcessor(ScrubbingSpanExporter(exporter, scrubber))
+
+    return make

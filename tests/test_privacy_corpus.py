@@ -205,3 +205,28 @@ def test_every_frames_variables_are_scrubbed_too(tmp_path: Path) -> None:
     assert any("vars" in f and not f.get("in_app") for f in frames)
     assert hits(wire) == {}
     assert hits(log_path.read_bytes()) == {}
+
+
+def test_spans_to_a_collector_are_scrubbed(tmp_path: Path) -> None:
+    """OTEL_TRACES_EXPORTER=otlp beside the Sentry export: the collector (a capture server
+    speaking OTLP/HTTP) gets the spans scrubbed too."""
+    with SentryReceiver() as receiver, CaptureServer() as collector:
+
+        def arrived() -> bool:
+            traces = [r for r in collector.requests if r.path.endswith("/v1/traces")]
+            return bool(traces) and receiver.counts().get("event", 0) >= 3
+
+        _run_app(
+            tmp_path,
+            receiver.dsn,
+            pii=False,
+            wait=arrived,
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+        )
+        otlp = b"".join(r.body for r in collector.requests if r.path.endswith("/v1/traces"))
+    assert b"corpus jwt" in otlp and b"[Filtered]" in otlp  # the spans did arrive, scrubbed
+    assert hits(otlp) == {}
