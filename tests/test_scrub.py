@@ -198,3 +198,31 @@ def test_typed_attributes_of_log_and_span_v2_items_keep_their_shape() -> None:
         "note": {"value": f"Bearer {FILTERED}", "type": "string"},
         "count": {"value": 3, "type": "integer"},
     }
+
+
+@pytest.mark.internal_errors_expected
+def test_an_event_the_scrubber_fails_on_goes_out_without_its_text(
+    monkeypatch: pytest.MonkeyPatch, fail_on_internal_errors: list[BaseException]
+) -> None:
+    from widgettrace.exporters import sentry as wsentry
+
+    class Broken(Scrubber):
+        def event(self, event: dict[str, object]) -> dict[str, object]:
+            raise RuntimeError("scrubber bug")
+
+    monkeypatch.setattr(wsentry, "_event_scrubber", Broken())
+    event = {
+        "event_id": "e1",
+        "level": "error",
+        "contexts": {"trace": {"trace_id": "t" * 32, "span_id": "s" * 16}},
+        "exception": {"values": [{"type": "ValueError", "value": "password=hunter2"}]},
+        "breadcrumbs": {"values": [{"message": "token=abc"}]},
+    }
+    sent = wsentry._scrub_before_send(event, {"widgettrace": True})
+    assert sent == {
+        "event_id": "e1",
+        "level": "error",
+        "contexts": {"trace": {"trace_id": "t" * 32, "span_id": "s" * 16}},
+        "exception": {"values": [{"type": "ValueError", "value": FILTERED}]},
+    }
+    assert [str(e) for e in fail_on_internal_errors] == ["scrubber bug"]
