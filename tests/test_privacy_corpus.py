@@ -26,6 +26,7 @@ import requests
 from peers.harness import CaptureServer, PeerProcess, clean_env, wait_for
 from peers.secret_corpus import PII, SECRETS, URL_SECRETS
 from receivers.sentry_receiver import SentryReceiver
+from receivers.spotlight import SpotlightEnvelope, SpotlightServer
 
 _HEADERS = "authorization,cookie,x-api-key"
 
@@ -230,3 +231,19 @@ def test_spans_to_a_collector_are_scrubbed(tmp_path: Path) -> None:
         otlp = b"".join(r.body for r in collector.requests if r.path.endswith("/v1/traces"))
     assert b"corpus jwt" in otlp and b"[Filtered]" in otlp  # the spans did arrive, scrubbed
     assert hits(otlp) == {}
+
+
+def test_spotlight_gets_nothing_either(tmp_path: Path, spotlight: SpotlightServer) -> None:
+    """SENTRY_SPOTLIGHT beside the DSN: the SDK feeds Spotlight itself, from the same
+    (scrubbed) events and transactions."""
+    with SentryReceiver() as receiver:
+        _sentry_run(tmp_path, receiver, pii=False, SENTRY_SPOTLIGHT=spotlight.url)
+
+    def ours(envelopes: list[SpotlightEnvelope]) -> bool:
+        blob = json.dumps([e.items for e in envelopes], default=str)
+        return "corpus message" in blob and "GET /leak" in blob
+
+    envelopes = spotlight.wait_for(ours, timeout=30)
+    blob = json.dumps([[e.headers, e.items] for e in envelopes], default=str, ensure_ascii=False)
+    assert "[Filtered]" in blob
+    assert hits(blob.encode()) == {}
