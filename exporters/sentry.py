@@ -64,15 +64,15 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.scope import add_global_event_processor
-from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
+from sentry_sdk.scrubber import EventScrubber
 from sentry_sdk.utils import event_from_exception, format_timestamp
 from sentry_sdk.utils import logger as sdk_logger
 
-from widgettrace.exporters import _sentry_errors
+from widgettrace.exporters import _frames, _sentry_errors
 from widgettrace.exporters._batching import http_transport_class
+from widgettrace.exporters._scrub import FILTERED, Scrubber, scrubber_for
 from widgettrace.exporters._sentry_convert import (
     Ended,
-    Scrubber,
     breadcrumbs_from,
     classify,
     dumps,
@@ -80,6 +80,7 @@ from widgettrace.exporters._sentry_convert import (
     span_json,
     with_events,
 )
+from widgettrace.instrumentation import logcrumbs
 from widgettrace.instrumentation import scope as wscope
 from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import internal_errors, logger
@@ -212,10 +213,11 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         grace_s: float = DEFAULT_GRACE_S,
         tick_s: float = DEFAULT_TICK_S,
         get_client: Callable[[], Any] = sentry_sdk.get_client,
+        scrubber: Scrubber | None = None,
     ) -> None:
         self._release = release
         self._environment = environment
-        self._scrubber = Scrubber(send_default_pii)
+        self._scrubber = scrubber or Scrubber(send_default_pii)
         self._max_spans = max_spans_per_transaction
         self._buffer_max = buffer_max_spans
         self._timeout = open_span_timeout_s
@@ -586,12 +588,15 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                 end // 1_000_000_000,
                 end % 1_000_000_000,
             ),
-            classified[3],
+            self._scrubber.text_cached(classified[3]),
         )
 
     def _head(self, classified: tuple[str, str, str, str, str]) -> bytes:
         """The start of a transaction event, up to the trace context's varying fields."""
         op, description, status, name, source = classified
+        # Names and descriptions are free text (span names, db.statement): scrubbed once here.
+        name = self._scrubber.text_cached(name)
+        description = self._scrubber.text_cached(description)
         event: dict[str, Any] = {
             "type": "transaction",
             "transaction": name,
@@ -803,7 +808,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             elif key.startswith(sc.WIDGET_TAG_PREFIX):
                 tag = key[len(sc.WIDGET_TAG_PREFIX) :]
                 if self._scrubber.verdict(key) & 3 == 0:
-                    tags[tag[:_MAX_TAG_LENGTH]] = str(value)[:_MAX_TAG_LENGTH]
+                    tags[tag[:_MAX_TAG_LENGTH]] = self._scrubber.text(str(value))[:_MAX_TAG_LENGTH]
             elif key.startswith(sc.WIDGET_CONTEXT_PREFIX):
                 rest = key[len(sc.WIDGET_CONTEXT_PREFIX) :]
                 ctx_name, _, ctx_field = rest.partition(".")
@@ -846,9 +851,11 @@ _USER_ATTRS = {
 class _ErrorSink:
     """Turns :class:`widgettrace.instrumentation.scope.ErrorReport` into Sentry error events."""
 
-    def __init__(self, resource_tags: Mapping[str, str], send_default_pii: bool) -> None:
+    def __init__(
+        self, resource_tags: Mapping[str, str], send_default_pii: bool, scrubber: Scrubber
+    ) -> None:
         self.resource_tags = dict(resource_tags)
-        self.scrubber = Scrubber(send_default_pii)
+        self.scrubber = scrubber
 
     def __call__(self, report: wscope.ErrorReport) -> None:
         client = sentry_sdk.get_client()
@@ -863,7 +870,7 @@ class _ErrorSink:
                 mechanism={"type": "widgettrace", "handled": report.handled},
             )
         else:
-            event = {"message": self.scrubber.value(report.message or "")}
+            event = {"message": report.message or ""}  # scrubbed in _scrub_before_send
             hint = {}
         event["level"] = report.level
         event["timestamp"] = report.timestamp
@@ -929,6 +936,55 @@ def _add_global_dedupe() -> None:
         _processor_added = True
 
 
+def _scrub_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    """The SDK's ``before_send``: the last step before an error or message event is sent (after
+    every event processor), so every place it carries text is scrubbed here (exception values,
+    frame variables, breadcrumbs, contexts, tags, messages, request data), then the size budget
+    (after scrubbing, so a secret is never cut into an unrecognisable prefix). docs/privacy.md.
+    """
+    kept = event  # duplicates were dropped earlier, by _one_report_per_exception
+    try:
+        _frames.shape(kept)
+        _event_scrubber.event(kept)
+        _frames.trim(kept)
+    except Exception:
+        with internal_errors("sentry.scrub_event"):
+            raise
+        return _unscrubbable(kept)
+    return kept
+
+
+def _unscrubbable(event: dict[str, Any]) -> dict[str, Any]:
+    """What is left of an event the scrubber failed on: never the text, never nothing."""
+    keep = ("event_id", "timestamp", "level", "platform", "release", "environment", "sdk")
+    out = {key: event[key] for key in keep if key in event}
+    trace_context = (event.get("contexts") or {}).get("trace")
+    if isinstance(trace_context, dict):
+        out["contexts"] = {"trace": trace_context}
+    values = (event.get("exception") or {}).get("values") or []
+    out["exception"] = {
+        "values": [{"type": str(v.get("type", "Error")), "value": FILTERED} for v in values]
+    }
+    return out
+
+
+_event_scrubber = Scrubber()
+
+
+class _FrameBudget(EventScrubber):
+    """The SDK's ``event_scrubber`` hook, which runs before it serialises the event: drops the
+    frame variables the budget does not keep, so they are never serialised (scrubbing itself
+    is in :func:`_scrub_before_send`, on the serialised event)."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def scrub_event(self, event: Any) -> None:
+        with internal_errors("sentry.frame_budget"):
+            _frames.prepare(event, self.mode)
+
+
 # --- set-up ------------------------------------------------------------------------------------
 
 
@@ -951,7 +1007,9 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
     from sentry_sdk.integrations.modules import ModulesIntegration
     from sentry_sdk.integrations.threading import ThreadingIntegration
 
-    pii_keys = [*DEFAULT_PII_DENYLIST, "email", "user.email", "ip_address", "client.address"]
+    global _event_scrubber
+    _event_scrubber = scrubber_for(settings)
+    local_variables = getattr(settings, "local_variables", "app")
     release = settings.sentry_release or _resource_value(resource, sc.SERVICE_VERSION)
     environment = settings.sentry_environment or _resource_value(
         resource, sc.DEPLOYMENT_ENVIRONMENT_NAME, sc.DEPLOYMENT_ENVIRONMENT_OLD
@@ -969,7 +1027,10 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
         "default_integrations": False,
         "auto_enabling_integrations": False,
         "integrations": [
-            LoggingIntegration(level=logging.INFO, event_level=None),
+            # No breadcrumbs from the SDK: its scope is process-wide, so one request's log lines
+            # ended up in another's error. widgettrace.instrumentation.logcrumbs keeps them
+            # per trace instead (see configure_sentry).
+            LoggingIntegration(level=None, event_level=None),
             ExcepthookIntegration(always_run=False),
             ThreadingIntegration(propagate_scope=True),
             ModulesIntegration(),
@@ -979,11 +1040,11 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
         "trace_propagation_targets": [],
         "propagate_traces": False,
         "in_app_exclude": ["widgettrace", "opentelemetry", "sentry_sdk"],
-        "event_scrubber": EventScrubber(
-            denylist=[*DEFAULT_DENYLIST, "access_token", "refresh_token", "client_secret"],
-            pii_denylist=pii_keys,
-            recursive=True,
-        ),
+        # Scrubbing (widgettrace.exporters._scrub) is in before_send; this hook bounds frame
+        # variables before the SDK serialises them (widgettrace.exporters._frames).
+        "include_local_variables": local_variables != "off",
+        "event_scrubber": _FrameBudget(local_variables),
+        "before_send": _scrub_before_send,
         "transport_queue_size": TRANSPORT_QUEUE_SIZE,
         "_experiments": {"transport_compression_level": TRANSPORT_COMPRESSION_LEVEL},
     }
@@ -1083,6 +1144,8 @@ def configure_sentry(
         client.options["send_default_pii"] = bool(settings.send_default_pii)
     _sentry_errors.install()
     _add_global_dedupe()
+    logcrumbs.install()
+    scrubber = scrubber_for(settings)
     kwargs: dict[str, Any] = {
         "resource": resource,
         "release": options.get("release"),
@@ -1092,8 +1155,11 @@ def configure_sentry(
         "buffer_max_spans": settings.buffer_max_spans,
         "open_span_timeout_s": settings.open_span_timeout_s,
         "queue_size": getattr(settings, "queue_size", 20_000),
+        "scrubber": scrubber,
     }
     kwargs.update(processor_options)
     processor = WidgetTraceSpanProcessor(**kwargs)
-    wscope.set_error_sink(_ErrorSink(processor._resource_tags, bool(settings.send_default_pii)))
+    wscope.set_error_sink(
+        _ErrorSink(processor._resource_tags, bool(settings.send_default_pii), scrubber)
+    )
     return processor

@@ -170,6 +170,29 @@ def _parse_sampler(raw: str) -> str | None:
     return value
 
 
+def _parse_patterns(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    import json
+    import re
+
+    patterns: object = value.split()
+    if value.startswith("["):
+        try:
+            patterns = json.loads(value)
+        except ValueError:
+            raise _Invalid("not a JSON list of regular expressions") from None
+    if not isinstance(patterns, list):
+        raise _Invalid("not a list of regular expressions")
+    for pattern in patterns:
+        try:
+            re.compile(str(pattern))
+        except re.error as exc:
+            raise _Invalid(f"{pattern!r} is not a regular expression ({exc})") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the configuration table."""
@@ -413,6 +436,33 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_bool,
     ),
     _row(
+        "WIDGETTRACE_SCRUB_KEYS",
+        "scrub_keys",
+        "comma-separated words",
+        None,
+        "More secret key words: any attribute, variable or field whose key contains one is "
+        "sent as [Filtered] (see docs/privacy.md).",
+        _parse_str,
+    ),
+    _row(
+        "WIDGETTRACE_SCRUB_PATTERNS",
+        "scrub_patterns",
+        "regexes",
+        None,
+        "More patterns to filter out of any text: whitespace-separated regular expressions, or "
+        "a JSON list of them.",
+        _parse_patterns,
+    ),
+    _row(
+        "WIDGETTRACE_LOCAL_VARIABLES",
+        "local_variables",
+        "app | all | off",
+        "app",
+        "Frame local variables in error events: in-app frames only (bounded, scrubbed), every "
+        "frame, or none (see docs/privacy.md).",
+        _choice("app", "all", "off"),
+    ),
+    _row(
         "WIDGETTRACE_ASGI_MESSAGE_SPANS",
         "asgi_message_spans",
         "bool",
@@ -525,6 +575,9 @@ class Settings:
     log_max_bytes: int = 10 * _MiB
     log_backups: int = 3
     send_default_pii: bool = False
+    scrub_keys: str | None = None
+    scrub_patterns: str | None = None
+    local_variables: Literal["app", "all", "off"] = "app"
     asgi_message_spans: bool = False
     trace_functions: str | None = None
     trace_min_duration_ms: float = 0.0
