@@ -30,7 +30,7 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 
-from widgettrace.exporters._sentry_convert import Scrubber
+from widgettrace.exporters._scrub import Scrubber, scrubber_for
 from widgettrace.instrumentation._guard import internal_errors
 
 __all__ = [
@@ -75,7 +75,7 @@ def before_send_log(log: dict[str, Any], hint: Any) -> dict[str, Any] | None:
             attrs.update(_scrubber.data(user))
         body = log.get("body")
         if isinstance(body, str):
-            log["body"] = _scrubber.value(body)
+            log["body"] = _scrubber.text(body)
     return log
 
 
@@ -89,7 +89,7 @@ def configure_log_options(options: dict[str, Any], settings: Any) -> None:
 
     level = logs_level(getattr(settings, "sentry_logs_level", "WARNING"))
     global _scrubber
-    _scrubber = Scrubber(bool(getattr(settings, "send_default_pii", False)))
+    _scrubber = scrubber_for(settings)
     integrations = []
     breadcrumbs: int | None = logging.INFO
     events: int | None = None

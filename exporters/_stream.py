@@ -56,7 +56,8 @@ from sentry_sdk._span_batcher import SpanBatcher
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.utils import format_attribute, format_timestamp, serialize_attribute
 
-from widgettrace.exporters._sentry_convert import Scrubber, classify, dumps
+from widgettrace.exporters._scrub import Scrubber
+from widgettrace.exporters._sentry_convert import classify, dumps
 from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import internal_errors, logger
 
@@ -156,10 +157,11 @@ class StreamSpanProcessor(SpanProcessor):
         send_default_pii: bool = False,
         queue_size: int = 20_000,
         get_client: Callable[[], Any] = sentry_sdk.get_client,
+        scrubber: Scrubber | None = None,
     ) -> None:
         self._release = release
         self._environment = environment
-        self._scrubber = Scrubber(send_default_pii)
+        self._scrubber = scrubber if scrubber is not None else Scrubber(send_default_pii)
         self._queue_size = queue_size
         self._get_client = get_client
         static: dict[str, Any] = {
@@ -210,7 +212,6 @@ class StreamSpanProcessor(SpanProcessor):
         self._shapes: dict[tuple[str, ...], bool] = {}
         self._checks_for: Any = None
         self._checks: list[Callable[[], bool]] = []
-        self._sensitive: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._thread = threading.Thread(
             target=self._run, name="widgettrace-sentry-stream", daemon=True
         )
@@ -473,37 +474,13 @@ class StreamSpanProcessor(SpanProcessor):
     def _typed_attributes(
         self, attributes: Mapping[str, Any], keys: tuple[str, ...]
     ) -> dict[str, dict[str, Any]]:
-        """Scrubbed attributes in the wire's typed form, with :meth:`Scrubber.data`'s result.
-
-        Which keys the scrubber judges by name (secrets, PII, URLs) is decided once per key
-        tuple and only those go through it; every other string is scrubbed by content only when
-        it could hold a credential or an email (a space or an ``@``), as ``Scrubber.data`` does.
-        """
-        sensitive = self._sensitive.get(keys)
-        if sensitive is None:
-            verdict = self._scrubber.verdict
-            sensitive = tuple(k for k in keys if verdict(k) & 3)
-            if len(self._sensitive) < 4096:
-                self._sensitive[keys] = sensitive
-        src: Mapping[str, Any] = attributes
-        done: Mapping[str, Any] = {}
-        if sensitive:
-            done = self._scrubber.data({k: attributes[k] for k in sensitive})
-            src = {**attributes, **done}
+        """Scrubbed attributes (the scrubber's ``data``) in the wire's typed form."""
         out: dict[str, dict[str, Any]] = {}
         types = _TYPES
-        scrub_text = self._scrubber.value
-        for key, value in src.items():
+        for key, value in self._scrubber.data(attributes).items():
             kind = types.get(type(value))
-            if kind == "string":
-                if key not in done and (" " in value or "@" in value):
-                    out[key] = {"value": scrub_text(value), "type": kind}
-                else:
-                    out[key] = {"value": value, "type": kind}
-            elif kind is None or (kind == "double" and not math.isfinite(value)):
-                # Sequences and non-finite numbers: the scrubber's and the SDK's own handling.
-                clean = done[key] if key in done else self._scrubber.data({key: value})[key]
-                out[key] = typed(clean)
+            if kind is None or (kind == "double" and not math.isfinite(value)):
+                out[key] = typed(value)  # sequences, non-finite numbers: the SDK's handling
             else:
                 out[key] = {"value": value, "type": kind}
         return out

@@ -45,7 +45,15 @@ def wants_stream(setting: str, dsn: str | None, spotlight: Any) -> bool:
 
 def stream_processor_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The subset of the transaction processor's options the stream processor takes."""
-    keep = ("resource", "release", "environment", "send_default_pii", "queue_size", "get_client")
+    keep = (
+        "resource",
+        "release",
+        "environment",
+        "send_default_pii",
+        "queue_size",
+        "get_client",
+        "scrubber",
+    )
     return {key: kwargs[key] for key in keep if key in kwargs}
 
 

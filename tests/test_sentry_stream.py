@@ -396,7 +396,7 @@ def test_attribute_scrubbing_matches_the_scrubbers_own_result() -> None:
         "user.email": "a@b.c",
         "user_agent.original": "Mozilla/5.0 (X11) contact me@example.com",
         "message": "Token abcdef please",
-        "widget.tags": ("a@b.c", "ok"),
+        "widget.tags": ("ann@example.com", "ok"),
         "widget.ratio": float("nan"),
         "widget.count": 3,
         "widget.ok": True,
@@ -409,4 +409,5 @@ def test_attribute_scrubbing_matches_the_scrubbers_own_result() -> None:
         processor.shutdown()
     expected = {k: typed(v) for k, v in Scrubber(False).data(attrs).items()}
     assert ours == expected
-    assert "secret" not in json.dumps(ours) and "a@b.c" not in json.dumps(ours)
+    text = json.dumps(ours)
+    assert "=secret" not in text and "@example.com" not in text and "Bearer abc" not in text
