@@ -79,7 +79,8 @@ def _capture(sess: Session) -> None:
     if not sess.release:
         if not _state["warned"]:
             _state["warned"] = True
-            logger.warning(
+            # INFO, not WARNING: an app without a release is normal (dev, scripts).
+            logger.info(
                 "widgettrace: release-health sessions need a release (SENTRY_RELEASE or "
                 "OTEL_RESOURCE_ATTRIBUTES service.version); none are sent"
             )

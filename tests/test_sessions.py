@@ -135,7 +135,7 @@ def test_without_a_release_no_session_is_sent_and_one_line_says_why(
     processor = configure_sentry(settings, resource_less, transport=transport)
     assert processor is not None
     try:
-        with caplog.at_level(logging.WARNING, logger="widgettrace"):
+        with caplog.at_level(logging.INFO, logger="widgettrace"):
             with widgettrace.session(user="u"):
                 pass
             with widgettrace.session(user="v"):
