@@ -115,7 +115,7 @@ def _thread_cpu() -> dict[str, float]:
 
 def _default_class() -> type[HttpTransport]:
     try:
-        from widgettrace.exporters._batching import http_transport_class
+        from widgettrace.exporters._delivery import http_transport_class
     except ImportError:
         return HttpTransport
     chosen = http_transport_class({})

@@ -65,8 +65,8 @@ from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScr
 from sentry_sdk.utils import event_from_exception, format_timestamp
 from sentry_sdk.utils import logger as sdk_logger
 
-from widgettrace.exporters import _sentry_errors
-from widgettrace.exporters._batching import http_transport_class
+from widgettrace.exporters import _sentry_errors, _shutdown
+from widgettrace.exporters._delivery import http_transport_class
 from widgettrace.exporters._sentry_convert import (
     Ended,
     Scrubber,
@@ -88,8 +88,8 @@ __all__ = [
 ]
 
 #: How long shutdown waits for the transport to deliver what is queued before it gives up
-#: (and logs how much was left).
-SHUTDOWN_FLUSH_S = 10.0
+#: (and logs how much was left): ``WIDGETTRACE_SHUTDOWN_TIMEOUT_S``'s default.
+SHUTDOWN_FLUSH_S = 2.0
 #: Time after a root ends before its transaction is sent, so children ending just after it
 #: (async cleanup, response streaming) are included.
 DEFAULT_GRACE_S = 0.1
@@ -206,6 +206,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         buffer_max_spans: int = 100_000,
         open_span_timeout_s: float = 300.0,
         queue_size: int = 20_000,
+        shutdown_timeout_s: float = SHUTDOWN_FLUSH_S,
         grace_s: float = DEFAULT_GRACE_S,
         tick_s: float = DEFAULT_TICK_S,
         get_client: Callable[[], Any] = sentry_sdk.get_client,
@@ -217,6 +218,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self._buffer_max = buffer_max_spans
         self._timeout = open_span_timeout_s
         self._queue_size = queue_size
+        self._shutdown_timeout = shutdown_timeout_s
         self._grace = grace_s
         self._tick = tick_s
         self._get_client = get_client
@@ -310,16 +312,21 @@ class WidgetTraceSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         """Send everything still held (also incomplete trees), stop the thread, flush."""
+        self.shutdown_within(self._shutdown_timeout)
+
+    def shutdown_within(self, timeout: float) -> None:
+        """:meth:`shutdown`, giving up after ``timeout`` seconds (errors are flushed first)."""
         if self._stopped:
             return
-        self._flush(expire=True, timeout=SHUTDOWN_FLUSH_S)
+        deadline = time.monotonic() + timeout
+        self._flush(expire=True, timeout=timeout)
         self._stopped = True
         self._wake.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
         with internal_errors("sentry.shutdown_count"):
-            self._log_undelivered()
+            self._log_undelivered(timeout)
 
-    def _log_undelivered(self) -> None:
+    def _log_undelivered(self, timeout: float) -> None:
         # At exit the SDK kills its workers and what they still hold is gone without a client
         # report (none can be sent any more): say so, so a backlog is never lost silently.
         client = self._get_client()
@@ -327,9 +334,10 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         if pending:
             logger.warning(
                 "widgettrace: exiting with %d Sentry envelope(s)/span(s) not delivered after "
-                "%.0f s (the transport could not keep up); they are lost",
+                "%.1f s (WIDGETTRACE_SHUTDOWN_TIMEOUT_S); they are lost (counted in client "
+                "reports)",
                 pending,
-                SHUTDOWN_FLUSH_S,
+                timeout,
             )
 
     def _flush(self, *, expire: bool, timeout: float) -> bool:
@@ -747,17 +755,16 @@ class WidgetTraceSpanProcessor(SpanProcessor):
     def _wait_for_room(self, transport: Any) -> None:
         if transport is not self._workers_for:
             self._workers_for = transport
-            # Our transports (local log, batching HTTP) say whether they would drop now; the
-            # SDK's own queue envelopes on a BackgroundWorker, whose full() says the same.
+            # Our transports say whether they would drop now: the local log's queue (the
+            # embedded default is worth waiting for); the HTTP delivery never makes us wait
+            # (a slow Sentry must not hold back the local log or grow our queue). The SDK's
+            # own transports queue on a BackgroundWorker, whose full() says the same.
             self._workers = []
-            for holder in (transport, getattr(transport, "inner", None)):
-                if holder is None:
-                    continue
-                check = getattr(holder, "queue_full", None)
-                if check is None:
-                    check = getattr(getattr(holder, "_worker", None), "full", None)
-                if callable(check):
-                    self._workers.append(check)
+            check = getattr(transport, "queue_full", None)
+            if check is None:
+                check = getattr(getattr(transport, "_worker", None), "full", None)
+            if callable(check):
+                self._workers.append(check)
         workers = self._workers
         for full in workers:
             if full():
@@ -771,7 +778,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                     "transport_full",
                     1,
                     "widgettrace: the Sentry transport cannot keep up; transactions dropped "
-                    "(counted in Sentry client reports as queue_overflow; %d times)",
+                    "(counted in Sentry client reports as queue_overflow; waited %d times)",
                 )
                 return
             time.sleep(0.002)
@@ -1047,8 +1054,10 @@ def configure_sentry(
         "buffer_max_spans": settings.buffer_max_spans,
         "open_span_timeout_s": settings.open_span_timeout_s,
         "queue_size": getattr(settings, "queue_size", 20_000),
+        "shutdown_timeout_s": getattr(settings, "shutdown_timeout_s", SHUTDOWN_FLUSH_S),
     }
     kwargs.update(processor_options)
     processor = WidgetTraceSpanProcessor(**kwargs)
+    _shutdown.install(processor, kwargs["shutdown_timeout_s"])
     wscope.set_error_sink(_ErrorSink(processor._resource_tags, bool(settings.send_default_pii)))
     return processor
