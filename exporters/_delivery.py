@@ -86,7 +86,7 @@ MAX_CONNECTIONS = 8
 #: of a busy server riding out a short outage.
 QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 8 << 20), LOW: (20_000, 16 << 20)}
 #: A request that takes longer than this is a stalled Sentry (the SDK waits 30 s).
-REQUEST_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_S = 5
 #: Backoff after a failure: first window, and the ceiling it doubles up to.
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
@@ -182,9 +182,7 @@ class EnvelopeQueue:
     def full(self, priority: int) -> bool:
         with self.cond:
             count_limit, byte_limit = self.limits[priority]
-            return (
-                len(self._queues[priority]) >= count_limit or self._bytes[priority] >= byte_limit
-            )
+            return len(self._queues[priority]) >= count_limit or self._bytes[priority] >= byte_limit
 
     def __len__(self) -> int:
         with self.cond:
@@ -294,7 +292,7 @@ class Destination:
                 self.name,
                 reason,
                 queued,
-                f"every {BACKOFF_MIN_S:.0f}-{BACKOFF_MAX_S:.0f} s" if backoff else "as allowed",
+                f"every {BACKOFF_MIN_S:g}-{BACKOFF_MAX_S:g} s" if backoff else "as allowed",
             )
 
     def wake(self) -> None:
@@ -328,9 +326,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self.delivered = 0
         super().__init__(options)
         dsn = self.parsed_dsn
-        self.destination = Destination(
-            f"{dsn.host}:{dsn.port}" if dsn is not None else "<no dsn>"
-        )
+        self.destination = Destination(f"{dsn.host}:{dsn.port}" if dsn is not None else "<no dsn>")
         self._drops = DropLog(self.destination.name)
         #: Run :func:`filter_envelope` here (off when the local log's writer already did).
         self.filtering = True
@@ -390,8 +386,12 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         with self._lost_lock:
             return super()._fetch_pending_client_report(force=force, interval=interval)
 
+    def _add_dropped(self) -> None:
+        with self._lost_lock:
+            self.dropped += 1
+
     def _count_lost(self, envelope: Envelope, reason: str) -> None:
-        self.dropped += 1
+        self._add_dropped()
         self.on_dropped_event(reason)
         for item in envelope.items:
             self.record_lost_event(reason, item=item)
@@ -414,16 +414,19 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
             thread.start()
 
     def _wanted_senders(self) -> int:
-        """Little's law: envelopes in flight = arrival rate x round trip, plus one for slack."""
+        """Little's law: envelopes in flight = arrival rate x round trip (plus one for slack);
+        with a backlog, enough connections to drain it within about a second."""
         now = time.monotonic()
         elapsed = now - self._rate_since
-        if elapsed >= 0.5:
+        if elapsed >= 0.2:
             self._rate = self._arrivals / elapsed
             self._arrivals = 0
             self._rate_since = now
-        if len(self._queue) <= len(self._senders):
+        backlog = len(self._queue)
+        if backlog <= len(self._senders):
             return len(self._senders) or 1
-        return max(1, min(MAX_CONNECTIONS, math.ceil(self._rate * self._rtt) + 1))
+        wanted = max(math.ceil(self._rate * self._rtt) + 1, math.ceil(backlog * self._rtt))
+        return max(1, min(MAX_CONNECTIONS, wanted))
 
     def _send_loop(self) -> None:
         destination = self.destination
@@ -437,13 +440,16 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                         destination.probing = False
                         destination.cond.notify_all()
                 continue
-            self._in_flight += 1
+            with self._queue.cond:
+                self._in_flight += 1
             try:
                 self._deliver(envelope)
             finally:
-                self._in_flight -= 1
-            with self._queue.cond:
-                self._queue.cond.notify_all()  # flush() waits on it
+                with self._queue.cond:
+                    self._in_flight -= 1
+                    self._queue.cond.notify_all()  # flush() waits on it
+            if not destination.failing:
+                self._ensure_senders()
 
     def _deliver(self, envelope: Envelope) -> None:
         self._local.status = None
@@ -454,7 +460,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                     self._send_envelope(envelope)  # the SDK's: rate limits, client reports
                 except Exception as exc:
                     # _send_request already counted the envelope (network_error).
-                    self.dropped += 1
+                    self._add_dropped()
                     self._drops.add("network_error")
                     reason = type(exc).__name__
                     text = str(exc)
@@ -466,7 +472,8 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                 if status is None:
                     return  # nothing sent (rate limited by the SDK)
                 if 200 <= status < 300:
-                    self.delivered += 1
+                    with self._lost_lock:
+                        self.delivered += 1
                     took = time.monotonic() - started
                     self._rtt = took if not self._rtt else self._rtt * 0.9 + took * 0.1
                     self.destination.succeeded(self.dropped)
@@ -476,11 +483,24 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                         "HTTP 429 rate limited", self.dropped, len(self._queue), backoff=False
                     )
                 elif status != 413:  # 413: this envelope is too large, not the destination
-                    self.dropped += 1
+                    self._add_dropped()
                     self._drops.add("network_error")
                     self.destination.failed(f"HTTP {status}", self.dropped, len(self._queue))
         finally:
             self._flush_client_reports()
+
+    def _handle_request_error(
+        self,
+        envelope: Envelope | None,
+        loss_reason: str = "network",
+        record_reason: str = "network_error",
+    ) -> None:
+        if envelope is not None and _reports_only(envelope):
+            # A client report that could not go: its counts wait for the next one (or the
+            # local log at exit) instead of turning into one lost "internal" item.
+            self._unfetch(envelope)
+            return
+        super()._handle_request_error(envelope, loss_reason, record_reason)
 
     def _handle_response(self, response: Any, envelope: Envelope | None) -> None:
         self._local.status = response.status
@@ -491,7 +511,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         if client_report is not None:
             envelope = Envelope(items=[client_report])
             if not self._queue.put(envelope, HIGH, envelope_size(envelope)):
-                self.dropped += 1
+                self._add_dropped()
 
     # -- flush and exit ----------------------------------------------------------------------
     def flush(self, timeout: float, callback: Any | None = None) -> None:
@@ -522,8 +542,9 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
             return
         reason = "network_error" if self.destination.failing else "queue_overflow"
         for envelope in self._queue.take_all():
-            if all(item.type == "client_report" for item in envelope.items):
-                continue  # its counts go to the final report below
+            if _reports_only(envelope):
+                self._unfetch(envelope)  # its counts go to the final report
+                continue
             self._count_lost(envelope, reason)
         self._drops.log_now()
         self._killed = True
@@ -531,6 +552,15 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         with self._queue.cond:
             self._queue.cond.notify_all()
         super().kill()
+
+    def _unfetch(self, envelope: Envelope) -> None:
+        """Put an unsent client report's counts back into the SDK's counters."""
+        with self._lost_lock:
+            for item in envelope.items:
+                report = item.payload.json or {}
+                for entry in report.get("discarded_events") or ():
+                    key = (entry["category"], entry["reason"])
+                    self._discarded_events[key] += int(entry["quantity"])
 
     def final_client_report(self) -> dict[str, Any] | None:
         """What was counted as lost and not yet reported (a client report payload), or None.
@@ -598,6 +628,10 @@ def http_transport_class(options: dict[str, Any]) -> type[HttpTransport] | None:
     if options.get("transport") is not None:
         return None
     return DeliveryHttpTransport
+
+
+def _reports_only(envelope: Envelope) -> bool:
+    return all(item.type == "client_report" for item in envelope.items)
 
 
 class _NoWorker:

@@ -427,6 +427,7 @@ class SentryReceiver:
         self._healed = threading.Event()  # set while no "stall" fault holds requests
         self._healed.set()
         self._rejected_count = 0
+        self._last_port = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port = 0
@@ -456,6 +457,7 @@ class SentryReceiver:
     def stop(self) -> None:
         if self._server is None:
             return
+        self._last_port = self.port
         self._closing.set()  # wakes "slow" handlers
         self._healed.set()  # and "stall" ones
         self._server.shutdown()
@@ -473,8 +475,9 @@ class SentryReceiver:
         self._thread = None
 
     def restart(self) -> None:
-        """Stop (dropping every open connection) and start again on the same port."""
-        port = self.port
+        """Stop (dropping every open connection) and start again on the same port (also after
+        a ``stop()``: a Sentry that was down comes back)."""
+        port = self.port if self._server is not None else self._last_port
         self.stop()
         self._port = port
         try:
