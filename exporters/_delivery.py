@@ -390,12 +390,12 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         with self._lost_lock:
             self.dropped += 1
 
-    def _count_lost(self, envelope: Envelope, reason: str) -> None:
+    def _count_lost(self, envelope: Envelope, reason: str, *, quiet: bool = False) -> None:
         self._add_dropped()
         self.on_dropped_event(reason)
         for item in envelope.items:
             self.record_lost_event(reason, item=item)
-        self._drops.add(reason)
+        self._drops.add(reason, quiet=quiet)
 
     # -- senders -----------------------------------------------------------------------------
     def _ensure_senders(self) -> None:
@@ -545,7 +545,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
             if _reports_only(envelope):
                 self._unfetch(envelope)  # its counts go to the final report
                 continue
-            self._count_lost(envelope, reason)
+            self._count_lost(envelope, reason, quiet=True)
         self._drops.log_now()
         self._killed = True
         self.destination.wake()
@@ -595,10 +595,10 @@ class DropLog:
         self._counts: dict[str, int] = {}
         self._last = -1e9
 
-    def add(self, reason: str, count: int = 1) -> None:
+    def add(self, reason: str, count: int = 1, *, quiet: bool = False) -> None:
         with self._lock:
             self._counts[reason] = self._counts.get(reason, 0) + count
-            due = time.monotonic() - self._last >= self.interval
+            due = not quiet and time.monotonic() - self._last >= self.interval
         if due:
             self.log_now()
 

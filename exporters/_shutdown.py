@@ -14,8 +14,13 @@ Three ways a Python server ends, and what each needs:
   the process and ``atexit`` never runs. When SIGTERM's handler is the default at start-up, a
   handler is installed that does the same flush, then restores the default and re-sends the
   signal to the process, so it still dies of SIGTERM (exit status -15 / 143) as before.
-* SIGTERM with a handler of the app's (gunicorn's workers install theirs after the fork, then exit
-  normally): left alone; the flush runs from ``atexit`` when the app exits.
+* SIGTERM with a handler of the app's: left alone; the flush runs from ``atexit`` when the app
+  exits.
+* uvicorn, also as gunicorn's ``uvicorn.workers.UvicornWorker`` (which resets SIGTERM to the
+  default after the fork, so no handler of ours survives there): uvicorn catches the signal, shuts
+  down gracefully (lifespan included), then re-raises it and dies of it without ``atexit``. A
+  post-import hook wraps ``uvicorn.Server.shutdown``: when a shutdown caused by a signal is
+  complete, the flush runs before uvicorn re-raises the signal.
 
 The flush runs on its own thread and the signal handler waits for it at most the timeout (plus
 a second): a handler interrupts the main thread wherever it is, possibly inside a lock the flush
@@ -33,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sentry_sdk
+import wrapt
 
 from widgettrace.instrumentation._guard import internal_errors
 
@@ -52,6 +58,7 @@ def install(processor: Any, timeout_s: float) -> None:
         _done.clear()
     if first:
         atexit.register(shutdown_now)
+        wrapt.register_post_import_hook(_hook_uvicorn, "uvicorn.server")
     _install_sigterm()
 
 
@@ -64,13 +71,16 @@ def shutdown_now() -> None:
         processor = _state.get("processor")
         timeout = float(_state.get("timeout", 2.0))
     deadline = time.monotonic() + timeout
-    if processor is not None:
+    # The tracer provider's own atexit handler may have shut the processor down first: it spent
+    # the budget flushing then, so the client is only closed now (what is left is counted).
+    flushed = processor is None or processor.stopped
+    if not flushed:
         with internal_errors("shutdown.processor"):
             processor.shutdown_within(timeout)
     with internal_errors("shutdown.client"):
         client = sentry_sdk.get_client()
         if client.is_active():
-            client.close(timeout=max(0.0, deadline - time.monotonic()))
+            client.close(timeout=0.0 if flushed else max(0.0, deadline - time.monotonic()))
 
 
 def _install_sigterm() -> None:
@@ -92,6 +102,29 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     # The behaviour the process had: die of SIGTERM.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _hook_uvicorn(module: Any) -> None:
+    with internal_errors("shutdown.hook_uvicorn"):
+        server = getattr(module, "Server", None)
+        if server is None or getattr(server.shutdown, "_widgettrace", False):
+            return
+
+        original = server.shutdown
+
+        async def shutdown(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                # Only a shutdown a signal caused: uvicorn re-raises it next, and the process
+                # dies of it without atexit. (A server stopped in a thread of a process that
+                # goes on is left alone.)
+                if getattr(self, "_captured_signals", None):
+                    timeout = float(_state.get("timeout", 2.0))
+                    _run_bounded(shutdown_now, timeout + 1.0)
+
+        shutdown._widgettrace = True  # type: ignore[attr-defined]
+        server.shutdown = shutdown
 
 
 def _run_bounded(fn: Callable[[], None], timeout: float) -> None:

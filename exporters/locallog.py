@@ -88,6 +88,9 @@ __all__ = [
 #: Envelope item types that become lines in the local log.
 LOGGED_ITEM_TYPES = frozenset({"event", "transaction"})
 
+#: At kill, how long the writer may take for the lines still queued (normally microseconds).
+KILL_FLUSH_S = 1.0
+
 #: Bytes of envelopes waiting for the writer thread at most.
 DEFAULT_QUEUE_BYTES = 32 << 20
 
@@ -239,6 +242,8 @@ class LocalLogTransport(Transport):
                     self._worker.submit(lambda: self._write_client_report(report))
         with internal_errors("locallog.kill"):
             self._worker.submit(self.writer.close)
+            # Local writes take microseconds: let the last lines (and the report) reach the file.
+            self._worker.flush(KILL_FLUSH_S)
             self._worker.kill()
 
     def record_lost_event(

@@ -310,6 +310,11 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         """Send every transaction whose root has ended, then flush the SDK transport."""
         return self._flush(expire=False, timeout=timeout_millis / 1000)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`shutdown` ran."""
+        return self._stopped
+
     def shutdown(self) -> None:
         """Send everything still held (also incomplete trees), stop the thread, flush."""
         self.shutdown_within(self._shutdown_timeout)
