@@ -74,7 +74,7 @@ def shutdown_now() -> None:
     # The tracer provider's own atexit handler may have shut the processor down first: it spent
     # the budget flushing then, so the client is only closed now (what is left is counted).
     flushed = processor is None or processor.stopped
-    if not flushed:
+    if processor is not None and not flushed:
         with internal_errors("shutdown.processor"):
             processor.shutdown_within(timeout)
     with internal_errors("shutdown.client"):
