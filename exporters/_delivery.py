@@ -79,19 +79,22 @@ PRIORITY: dict[str, int] = {
         "feedback",
     )
 }
-#: Sender threads (and kept-alive connections) per transport at most.
-MAX_CONNECTIONS = 8
+#: Sender threads (and kept-alive connections) per transport at most: 640 envelopes a second
+#: at a 50 ms round trip, 160 at 200 ms.
+MAX_CONNECTIONS = 32
 #: Per priority: (envelopes, bytes) held at most. Errors are rare and matter most; spans and
-#: transactions are many and are dropped first. 16 MB is ~16,000 transactions of 1 KB: a minute
-#: of a busy server riding out a short outage.
-QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 8 << 20), LOW: (20_000, 16 << 20)}
+#: transactions are many and are dropped first. 8 MB is ~4,000 transactions of a few spans: a
+#: few seconds of a busy server riding out a short outage, within the 20 MB an app may grow by
+#: while its Sentry is down (bytes counted with the objects around them: _ENVELOPE_OVERHEAD).
+QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 4 << 20), LOW: (20_000, 8 << 20)}
 #: A request that takes longer than this is a stalled Sentry (the SDK waits 30 s).
 REQUEST_TIMEOUT_S = 5
 #: Backoff after a failure: first window, and the ceiling it doubles up to.
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
-#: Envelope header and item header lines, roughly, on top of the payloads.
-_ENVELOPE_OVERHEAD = 200
+#: What an envelope costs beyond its payload bytes: the Envelope, Item and PayloadRef objects,
+#: their header dicts (measured with tracemalloc on the span processor's transactions: ~1.25 KB).
+_ENVELOPE_OVERHEAD = 1280
 
 _filters: list[Callable[[Envelope], Envelope | None]] = []
 
@@ -316,6 +319,9 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self._senders_lock = threading.Lock()
         self._killed = False
         self._in_flight = 0
+        # Envelope each sender thread is sending now, and threads whose envelope kill() counted.
+        self._sending: dict[int, Envelope] = {}
+        self._abandoned: set[int] = set()
         self._rtt = 0.0  # moving average of successful round trips, seconds
         self._arrivals = 0
         self._rate = 0.0  # envelopes per second, over the last measuring window
@@ -440,13 +446,16 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                         destination.probing = False
                         destination.cond.notify_all()
                 continue
+            tid = threading.get_ident()
             with self._queue.cond:
                 self._in_flight += 1
+                self._sending[tid] = envelope
             try:
                 self._deliver(envelope)
             finally:
                 with self._queue.cond:
                     self._in_flight -= 1
+                    self._sending.pop(tid, None)
                     self._queue.cond.notify_all()  # flush() waits on it
             if not destination.failing:
                 self._ensure_senders()
@@ -459,6 +468,8 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                 try:
                     self._send_envelope(envelope)  # the SDK's: rate limits, client reports
                 except Exception as exc:
+                    if threading.get_ident() in self._abandoned:
+                        return  # kill() counted it
                     # _send_request already counted the envelope (network_error).
                     self._add_dropped()
                     self._drops.add("network_error")
@@ -469,8 +480,8 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                     )
                     return
                 status = self._local.status
-                if status is None:
-                    return  # nothing sent (rate limited by the SDK)
+                if status is None or threading.get_ident() in self._abandoned:
+                    return  # nothing sent (rate limited by the SDK), or kill() counted it
                 if 200 <= status < 300:
                     with self._lost_lock:
                         self.delivered += 1
@@ -495,6 +506,8 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         loss_reason: str = "network",
         record_reason: str = "network_error",
     ) -> None:
+        if not self._settle():
+            return
         if envelope is not None and _reports_only(envelope):
             # A client report that could not go: its counts wait for the next one (or the
             # local log at exit) instead of turning into one lost "internal" item.
@@ -503,8 +516,20 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         super()._handle_request_error(envelope, loss_reason, record_reason)
 
     def _handle_response(self, response: Any, envelope: Envelope | None) -> None:
+        if not self._settle():
+            return
         self._local.status = response.status
         super()._handle_response(response, envelope)
+
+    def _settle(self) -> bool:
+        """The sending thread's envelope has its outcome; False when kill() already counted
+        it as lost (whichever takes the lock first decides, so nothing is counted twice)."""
+        tid = threading.get_ident()
+        with self._queue.cond:
+            if tid in self._abandoned:
+                return False
+            self._sending.pop(tid, None)
+            return True
 
     def _flush_client_reports(self, force: bool = False) -> None:
         client_report = self._fetch_pending_client_report(force=force, interval=60)
@@ -546,6 +571,16 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                 self._unfetch(envelope)  # its counts go to the final report
                 continue
             self._count_lost(envelope, reason, quiet=True)
+        with self._queue.cond:
+            # In flight (a stalled or slow request): lost too, unless its answer came first.
+            in_flight = list(self._sending.items())
+            self._abandoned.update(tid for tid, _ in in_flight)
+            self._sending.clear()
+        for _, envelope in in_flight:
+            if _reports_only(envelope):
+                self._unfetch(envelope)
+            else:
+                self._count_lost(envelope, "network_error", quiet=True)
         self._drops.log_now()
         self._killed = True
         self.destination.wake()

@@ -45,8 +45,8 @@ else:
     _Base = object
 
 #: Idle connections kept per transport (one per thread that sent concurrently; the delivery
-#: transport runs at most 8 senders).
-_MAX_IDLE = 8
+#: transport runs at most 32 senders).
+_MAX_IDLE = 32
 
 
 class _Headers(dict[str, str]):
