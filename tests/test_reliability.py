@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_reliability import run_mode  # noqa: E402
+from bench_reliability import run_mode
 
 
 def _load(url: str, seconds: float) -> dict[str, Any]:
