@@ -153,13 +153,21 @@ class _RateLimitedLog:
         self.interval = interval
         self._last: dict[str, float] = {}
         self._pending: dict[str, int] = {}
+        self._messages: dict[str, str] = {}
 
     def add(self, reason: str, count: int, message: str) -> None:
         self._pending[reason] = self._pending.get(reason, 0) + count
+        self._messages[reason] = message
         now = time.monotonic()
         if now - self._last.get(reason, -1e9) >= self.interval:
             self._last[reason] = now
             logger.warning(message, self._pending.pop(reason))
+
+    def flush(self) -> None:
+        """Log what is counted but not yet told (at exit: every count is told once)."""
+        for reason, count in list(self._pending.items()):
+            del self._pending[reason]
+            logger.warning(self._messages[reason], count)
 
 
 def _contains(sent: int | set[int] | None, span_id: int) -> bool:
@@ -329,6 +337,8 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self._wake.set()
         self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
         with internal_errors("sentry.shutdown_count"):
+            self._report_dropped()
+            self._log.flush()
             self._log_undelivered(timeout)
 
     def _log_undelivered(self, timeout: float) -> None:

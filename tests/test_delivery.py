@@ -248,3 +248,41 @@ def test_sdk_client_with_the_delivery_transport_sends_errors(receiver: SentryRec
         sentry_sdk.capture_message("hello")
         sentry_sdk.flush(5)
         assert receiver.wait_for(lambda r: r.events(), timeout=5)
+
+
+def test_every_span_dropped_is_told_once_and_reported_exactly(
+    receiver: SentryReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: one warning a minute with the count of that moment only; what was dropped after
+    # it was never told (at exit 339 told against 519 lost).
+    import re
+    import sys
+
+    caplog.set_level(logging.WARNING, logger="widgettrace")
+    settings = make_settings(sentry_dsn=receiver.dsn, queue_size=100)
+    with configured(settings) as (provider, processor):
+        tracer = provider.get_tracer("burst")
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)  # the export thread waits: the queue of 100 overflows
+        try:
+            for round_ in range(3):
+                for i in range(400):
+                    with tracer.start_as_current_span(f"job {round_}-{i}"):
+                        pass
+                sys.setswitchinterval(old)
+                time.sleep(0.3)
+                sys.setswitchinterval(5.0)
+        finally:
+            sys.setswitchinterval(old)
+        processor.force_flush(10_000)
+    told = sum(
+        int(m.group(1))
+        for r in caplog.records
+        if (m := re.search(r"was full; (\d+) spans dropped", r.getMessage()))
+    )
+    receiver.wait_for(lambda r: r.discarded(), timeout=10)
+    reported = receiver.discarded().get(("queue_overflow", "span"), 0)
+    delivered = receiver.counts().get("transaction", 0)
+    assert told > 0
+    assert told == reported
+    assert delivered + reported == 1200
