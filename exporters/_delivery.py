@@ -334,7 +334,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         dsn = self.parsed_dsn
         self.destination = Destination(f"{dsn.host}:{dsn.port}" if dsn is not None else "<no dsn>")
         self._drops = DropLog(self.destination.name)
-        #: Run :func:`filter_envelope` here (off when the local log's writer already did).
+        #: Run :func:`filter_envelope` on the senders (off when the local log's writer did).
         self.filtering = True
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
@@ -354,11 +354,6 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         """Queue ``envelope`` by priority; a full queue counts it (client reports), never waits."""
         if self._killed:
             return
-        if self.filtering:
-            filtered = filter_envelope(envelope)
-            if filtered is None:
-                return
-            envelope = filtered
         priority = envelope_priority(envelope)
         if not self._queue.put(envelope, priority, envelope_size(envelope)):
             self._count_lost(envelope, "queue_overflow")
@@ -461,6 +456,11 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                 self._ensure_senders()
 
     def _deliver(self, envelope: Envelope) -> None:
+        if self.filtering:  # here, on a sender thread, never on the caller's
+            filtered = filter_envelope(envelope)
+            if filtered is None:
+                return
+            envelope = filtered
         self._local.status = None
         started = time.monotonic()
         try:

@@ -286,3 +286,38 @@ def test_every_span_dropped_is_told_once_and_reported_exactly(
     assert told > 0
     assert told == reported
     assert delivered + reported == 1200
+
+
+@pytest.mark.parametrize("with_local_log", [True, False])
+def test_every_envelope_passes_the_filter_once_off_the_callers_thread(
+    receiver: SentryReceiver, tmp_path: Path, with_local_log: bool
+) -> None:
+    import threading
+
+    seen: list[tuple[str, int]] = []
+
+    def mark(envelope: Envelope) -> Envelope | None:
+        seen.append((envelope.items[0].type or "", threading.get_ident()))
+        if envelope.items[0].type == "event":
+            return None  # dropped before any sink
+        return envelope
+
+    _delivery.add_envelope_filter(mark)
+    inner = _transport(receiver, transport_queue_size=1000)
+    transport: DeliveryHttpTransport | LocalLogTransport = inner
+    if with_local_log:
+        transport = LocalLogTransport(tmp_path / "sentry.log", inner=inner)
+    try:
+        for i in range(5):
+            transport.capture_envelope(_transaction(i))
+        transport.capture_envelope(_error(0))
+        transport.flush(5)
+    finally:
+        _delivery.remove_envelope_filter(mark)
+        transport.kill()
+    assert sorted(kind for kind, _ in seen) == ["event"] + ["transaction"] * 5
+    assert threading.get_ident() not in {tid for _, tid in seen}
+    assert receiver.counts() == {"transaction": 5}
+    if with_local_log:
+        lines = (tmp_path / "sentry.log").read_bytes().splitlines()
+        assert len(lines) == 5
