@@ -83,10 +83,10 @@ PRIORITY: dict[str, int] = {
 #: at a 50 ms round trip, 160 at 200 ms.
 MAX_CONNECTIONS = 32
 #: Per priority: (envelopes, bytes) held at most. Errors are rare and matter most; spans and
-#: transactions are many and are dropped first. 8 MB is ~4,000 transactions of a few spans: a
+#: transactions are many and are dropped first. 6 MB is ~3,000 transactions of a few spans: a
 #: few seconds of a busy server riding out a short outage, within the 20 MB an app may grow by
 #: while its Sentry is down (bytes counted with the objects around them: _ENVELOPE_OVERHEAD).
-QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 4 << 20), LOW: (20_000, 8 << 20)}
+QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 4 << 20), LOW: (20_000, 6 << 20)}
 #: A request that takes longer than this is a stalled Sentry (the SDK waits 30 s).
 REQUEST_TIMEOUT_S = 5
 #: Backoff after a failure: first window, and the ceiling it doubles up to.
@@ -152,6 +152,7 @@ class EnvelopeQueue:
         self.limits = dict(QUEUE_LIMITS if limits is None else limits)
         self._queues: dict[int, deque[tuple[Envelope, int]]] = {p: deque() for p in self.limits}
         self._bytes = dict.fromkeys(self.limits, 0)
+        self.in_flight = 0
         self.cond = threading.Condition()
 
     def put(self, envelope: Envelope, priority: int, size: int) -> bool:
@@ -176,8 +177,19 @@ class EnvelopeQueue:
                 if queue:
                     envelope, size = queue.popleft()
                     self._bytes[priority] -= size
+                    self.in_flight += 1  # under the same lock: flush() never sees a gap
                     return envelope
             return None
+
+    def done(self) -> None:
+        """An envelope :meth:`get` returned has its outcome."""
+        with self.cond:
+            self.in_flight -= 1
+            self.cond.notify_all()
+
+    def busy(self) -> int:
+        """Envelopes queued or taken and not yet done (call with ``cond`` held)."""
+        return sum(len(q) for q in self._queues.values()) + self.in_flight
 
     def _any(self) -> bool:
         return any(self._queues.values())
@@ -206,6 +218,7 @@ class EnvelopeQueue:
 
     def clear_after_fork(self) -> None:
         self.cond = threading.Condition()
+        self.in_flight = 0
         for priority, queue in self._queues.items():
             queue.clear()
             self._bytes[priority] = 0
@@ -226,6 +239,7 @@ class Destination:
         self.retry_at = 0.0
         self.backoff = 0.0
         self.probing = False
+        self.prober = 0  # the thread that holds the probe
         self.failures = 0  # requests that failed during this outage
         self.dropped_at_start = 0
         self.last_reason = ""
@@ -247,6 +261,7 @@ class Destination:
                 now = time.monotonic()
                 if not self.probing and now >= self.retry_at:
                     self.probing = True
+                    self.prober = threading.get_ident()
                     return True
                 wait = min(deadline, self.retry_at if not self.probing else deadline) - now
                 if wait <= 0:
@@ -298,6 +313,14 @@ class Destination:
                 f"every {BACKOFF_MIN_S:g}-{BACKOFF_MAX_S:g} s" if backoff else "as allowed",
             )
 
+    def release(self) -> None:
+        """The calling thread's request had no outcome (nothing was sent: rate limited by the
+        SDK, dropped by a filter): give the probe back, or no sender would ever try again."""
+        with self.cond:
+            if self.probing and self.prober == threading.get_ident():
+                self.probing = False
+                self.cond.notify_all()
+
     def wake(self) -> None:
         with self.cond:
             self.cond.notify_all()
@@ -318,7 +341,6 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self._senders: list[threading.Thread] = []
         self._senders_lock = threading.Lock()
         self._killed = False
-        self._in_flight = 0
         # Envelope each sender thread is sending now, and threads whose envelope kill() counted.
         self._sending: dict[int, Envelope] = {}
         self._abandoned: set[int] = set()
@@ -367,7 +389,8 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
 
     def pending_envelopes(self) -> int:
         """Envelopes queued or being sent."""
-        return len(self._queue) + self._in_flight
+        with self._queue.cond:
+            return self._queue.busy()
 
     def pending_bytes(self) -> int:
         return self._queue.nbytes()
@@ -436,22 +459,18 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                 continue
             envelope = self._queue.get(timeout=0.5)
             if envelope is None:
-                if destination.probing:
-                    with destination.cond:
-                        destination.probing = False
-                        destination.cond.notify_all()
+                destination.release()
                 continue
             tid = threading.get_ident()
             with self._queue.cond:
-                self._in_flight += 1
                 self._sending[tid] = envelope
             try:
                 self._deliver(envelope)
             finally:
+                destination.release()  # when succeeded() / failed() did not settle it
                 with self._queue.cond:
-                    self._in_flight -= 1
                     self._sending.pop(tid, None)
-                    self._queue.cond.notify_all()  # flush() waits on it
+                self._queue.done()  # flush() waits on it
             if not destination.failing:
                 self._ensure_senders()
 
@@ -552,7 +571,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self._ensure_senders()
         queue = self._queue
         with queue.cond:
-            while len(queue) + self._in_flight > 0:
+            while queue.busy() > 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
@@ -614,7 +633,8 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self._lost_lock = threading.RLock()
         self._senders_lock = threading.Lock()
         self._senders = []
-        self._in_flight = 0
+        self._sending = {}
+        self._abandoned = set()
         self.destination = Destination(self.destination.name)
         self._drops = DropLog(self.destination.name)
         self.dropped = self.delivered = 0

@@ -321,3 +321,29 @@ def test_every_envelope_passes_the_filter_once_off_the_callers_thread(
     if with_local_log:
         lines = (tmp_path / "sentry.log").read_bytes().splitlines()
         assert len(lines) == 5
+
+
+def test_after_a_429_sending_resumes_when_the_retry_after_is_over(
+    receiver: SentryReceiver,
+) -> None:
+    # Before: the sender that met the SDK's rate limit kept the probe, and no sender ever tried
+    # again (every later envelope was dropped as queue_overflow).
+    receiver.set_fault("429", times=1, retry_after=1, rate_limits="")
+    transport = _transport(receiver, transport_queue_size=1000)
+    try:
+        transport.capture_envelope(_transaction(0))
+        transport.flush(5)
+        for i in range(1, 6):
+            transport.capture_envelope(_transaction(i))  # within the second: rate limited
+        transport.flush(5)
+        time.sleep(1.2)
+        for i in range(6, 11):
+            transport.capture_envelope(_transaction(i))
+        transport.flush(5)
+        assert receiver.counts().get("transaction", 0) == 5
+        # Counted: in a client report already sent, or still waiting for the next one.
+        key = ("transaction", "ratelimit_backoff")
+        sent = receiver.discarded().get(("ratelimit_backoff", "transaction"), 0)
+        assert sent + transport._discarded_events.get(key, 0) == 5
+    finally:
+        transport.kill()
