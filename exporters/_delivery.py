@@ -83,10 +83,10 @@ PRIORITY: dict[str, int] = {
 #: at a 50 ms round trip, 160 at 200 ms.
 MAX_CONNECTIONS = 32
 #: Per priority: (envelopes, bytes) held at most. Errors are rare and matter most; spans and
-#: transactions are many and are dropped first. 6 MB is ~3,000 transactions of a few spans: a
+#: transactions are many and are dropped first. 4 MB is ~2,000 transactions of a few spans: a
 #: few seconds of a busy server riding out a short outage, within the 20 MB an app may grow by
 #: while its Sentry is down (bytes counted with the objects around them: _ENVELOPE_OVERHEAD).
-QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 4 << 20), LOW: (20_000, 6 << 20)}
+QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 4 << 20), LOW: (20_000, 4 << 20)}
 #: A request that takes longer than this is a stalled Sentry (the SDK waits 30 s).
 REQUEST_TIMEOUT_S = 5
 #: Backoff after a failure: first window, and the ceiling it doubles up to.
