@@ -538,7 +538,19 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         if not self._settle():
             return
         self._local.status = response.status
+        if response.status == 429 and envelope is not None:
+            # A client report refused with the rest: its counts wait for the next report (the
+            # SDK counts nothing for a 429, trusting Relay, which does not count reports).
+            reports = [item for item in envelope.items if item.type == "client_report"]
+            if reports:
+                self._unfetch(Envelope(items=reports))
         super()._handle_response(response, envelope)
+
+    def _prepare_envelope(self, envelope: Envelope) -> Any:
+        if _reports_only(envelope) and self._check_disabled("internal"):
+            self._unfetch(envelope)  # rate limited now: the counts go with a later report
+            return None
+        return super()._prepare_envelope(envelope)
 
     def _settle(self) -> bool:
         """The sending thread's envelope has its outcome; False when kill() already counted
