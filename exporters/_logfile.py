@@ -13,6 +13,9 @@ append to the same file:
   side file ``sentry.log.lock``, and the size is re-checked under the lock, so two processes never
   both rotate. The lock file is opened per rotation (rare), never kept open, because a ``flock``
   belongs to the open file description, which a forked child would otherwise share.
+* A file that does not end in a newline (a writer killed mid-line, a full disk) gets one before
+  the next line, so a torn predecessor never glues onto a whole record: checked each time the
+  file is (re)opened.
 * Before each write the writer compares the inode behind the path with the inode of its open
   descriptor; when another process has rotated, it reopens, so it never keeps writing to a file
   that has been renamed away (and might later be deleted).
@@ -30,6 +33,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +53,8 @@ __all__ = [
 #: The variable that names the local log (documented in the configuration table).
 LOG_PATH_ENV = "WIDGETTRACE_LOG_PATH"
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+# Read as well: the torn-line check reads the last byte of the very file we append to.
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _FILE_MODE = 0o644
 
 
@@ -92,6 +97,25 @@ def probe_writable(path: Path, *, private_dir: bool = False) -> None:
         os.close(fd)
 
 
+def _ends_mid_line(fd: int) -> bool:
+    """Whether the open file is non-empty and its last byte is not a newline (a torn line).
+
+    Another process's line may be half copied into the file at this very moment (appends are
+    whole with respect to each other, not to readers): a torn tail must still be torn a moment
+    later to count, or a newline of ours would make an empty line after theirs.
+    """
+    for attempt in range(2):
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+                return False
+        except OSError:
+            return False
+        if attempt == 0:
+            time.sleep(0.01)
+    return True
+
+
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover - Windows
@@ -119,6 +143,7 @@ class LogFileWriter:
         self.backups = backups
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._fd: int | None = None
+        self._fresh_line = False  # the file did not end in a newline when opened
         self._lock = threading.Lock()
         #: How many times this writer rotated the file (for tests and diagnostics).
         self.rotations = 0
@@ -130,6 +155,9 @@ class LogFileWriter:
             fd = self._current_fd()
             if os.fstat(fd).st_size + len(line) > self.max_bytes:
                 fd = self._rotate_if_needed(len(line))
+            if self._fresh_line:
+                line = b"\n" + line
+                self._fresh_line = False
             self._write_all(fd, line)
 
     def close(self) -> None:
@@ -148,8 +176,9 @@ class LogFileWriter:
     def _open(self) -> int:
         self._close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
-        return self._fd
+        fd = self._fd = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
+        self._fresh_line = _ends_mid_line(fd)
+        return fd
 
     def _current_fd(self) -> int:
         """Our descriptor, reopened when the path now names another file (rotated elsewhere)."""

@@ -158,7 +158,9 @@ class StreamSpanProcessor(SpanProcessor):
         queue_size: int = 20_000,
         get_client: Callable[[], Any] = sentry_sdk.get_client,
         scrubber: Scrubber | None = None,
+        shutdown_timeout_s: float = 5.0,
     ) -> None:
+        self._shutdown_timeout = shutdown_timeout_s
         self._release = release
         self._environment = environment
         self._scrubber = scrubber if scrubber is not None else Scrubber(send_default_pii)
@@ -271,18 +273,29 @@ class StreamSpanProcessor(SpanProcessor):
         """Convert what is queued, send every bucket, then flush the SDK transport."""
         return self._flush(timeout_millis / 1000)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`shutdown` ran (the exit handler asks)."""
+        return self._stopped
+
     def shutdown(self) -> None:
         """Send everything queued, stop the thread."""
+        self.shutdown_within(self._shutdown_timeout)
+
+    def shutdown_within(self, timeout: float) -> None:
+        """:meth:`shutdown`, giving up after ``timeout`` seconds."""
         if self._stopped:
             return
-        self._flush(5.0)
+        deadline = time.monotonic() + timeout
+        self._flush(timeout)
         self._stopped = True
         self._wake.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
 
     def _flush(self, timeout: float) -> bool:
         if not self._thread.is_alive():
             return False
+        deadline = time.monotonic() + timeout
         done = threading.Event()
         with self._requests_lock:
             self._flush_requests.append(done)
@@ -291,9 +304,10 @@ class StreamSpanProcessor(SpanProcessor):
             return False
         with internal_errors("stream.flush_transport"):
             client = self._get_client()
-            if client.transport is not None:
-                client.transport.flush(timeout)
-        return True
+            remaining = deadline - time.monotonic()
+            if client.transport is not None and remaining > 0:
+                client.transport.flush(remaining)
+        return time.monotonic() < deadline
 
     # --- export thread -----------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ def stream_processor_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         "queue_size",
         "get_client",
         "scrubber",
+        "shutdown_timeout_s",
     )
     return {key: kwargs[key] for key in keep if key in kwargs}
 

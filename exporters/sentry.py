@@ -15,8 +15,10 @@ How spans travel (why it is cheap for the application):
    objects) and groups them by *local root* (no parent, or a remote parent): a short grace
    after the root ends, the root and every buffered descendant become one Sentry transaction
    event, handed to the SDK client's transport (rate limits, retries, the worker queue and
-   client reports stay the SDK's). If the transport's queue is full the thread waits (up to
-   2 s) instead of dropping, so bursts back up into our larger queue.
+   client reports stay the SDK's). If the local log's queue is full the thread waits (up to
+   2 s) instead of dropping, so bursts back up into our larger queue; the HTTP half never makes
+   it wait (a slow or dead Sentry must not cost the local log or memory:
+   :mod:`widgettrace.exporters._delivery`).
 3. A span that ends after its transaction was sent (a late child, or one started after the root
    ended) is sent as its own transaction in the same trace with its real ``parent_span_id``.
    Spans whose parent never ends are held at most ``WIDGETTRACE_OPEN_SPAN_TIMEOUT_S`` and at most
@@ -68,8 +70,8 @@ from sentry_sdk.scrubber import EventScrubber
 from sentry_sdk.utils import event_from_exception, format_timestamp
 from sentry_sdk.utils import logger as sdk_logger
 
-from widgettrace.exporters import _frames, _sentry_errors, _sessions, _wire
-from widgettrace.exporters._batching import http_transport_class
+from widgettrace.exporters import _frames, _sentry_errors, _sessions, _shutdown, _wire
+from widgettrace.exporters._delivery import http_transport_class
 from widgettrace.exporters._scrub import FILTERED, Scrubber, scrubber_for
 from widgettrace.exporters._sentry_convert import (
     Ended,
@@ -92,8 +94,8 @@ __all__ = [
 ]
 
 #: How long shutdown waits for the transport to deliver what is queued before it gives up
-#: (and logs how much was left).
-SHUTDOWN_FLUSH_S = 10.0
+#: (and logs how much was left): ``WIDGETTRACE_SHUTDOWN_TIMEOUT_S``'s default.
+SHUTDOWN_FLUSH_S = 2.0
 #: Time after a root ends before its transaction is sent, so children ending just after it
 #: (async cleanup, response streaming) are included.
 DEFAULT_GRACE_S = 0.1
@@ -157,13 +159,21 @@ class _RateLimitedLog:
         self.interval = interval
         self._last: dict[str, float] = {}
         self._pending: dict[str, int] = {}
+        self._messages: dict[str, str] = {}
 
     def add(self, reason: str, count: int, message: str) -> None:
         self._pending[reason] = self._pending.get(reason, 0) + count
+        self._messages[reason] = message
         now = time.monotonic()
         if now - self._last.get(reason, -1e9) >= self.interval:
             self._last[reason] = now
             logger.warning(message, self._pending.pop(reason))
+
+    def flush(self) -> None:
+        """Log what is counted but not yet told (at exit: every count is told once)."""
+        for reason, count in list(self._pending.items()):
+            del self._pending[reason]
+            logger.warning(self._messages[reason], count)
 
 
 def _contains(sent: int | set[int] | None, span_id: int) -> bool:
@@ -210,6 +220,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         buffer_max_spans: int = 100_000,
         open_span_timeout_s: float = 300.0,
         queue_size: int = 20_000,
+        shutdown_timeout_s: float = SHUTDOWN_FLUSH_S,
         grace_s: float = DEFAULT_GRACE_S,
         tick_s: float = DEFAULT_TICK_S,
         get_client: Callable[[], Any] = sentry_sdk.get_client,
@@ -222,6 +233,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self._buffer_max = buffer_max_spans
         self._timeout = open_span_timeout_s
         self._queue_size = queue_size
+        self._shutdown_timeout = shutdown_timeout_s
         self._grace = grace_s
         self._tick = tick_s
         self._get_client = get_client
@@ -316,18 +328,30 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         """Send every transaction whose root has ended, then flush the SDK transport."""
         return self._flush(expire=False, timeout=timeout_millis / 1000)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`shutdown` ran."""
+        return self._stopped
+
     def shutdown(self) -> None:
         """Send everything still held (also incomplete trees), stop the thread, flush."""
+        self.shutdown_within(self._shutdown_timeout)
+
+    def shutdown_within(self, timeout: float) -> None:
+        """:meth:`shutdown`, giving up after ``timeout`` seconds (errors are flushed first)."""
         if self._stopped:
             return
-        self._flush(expire=True, timeout=SHUTDOWN_FLUSH_S)
+        deadline = time.monotonic() + timeout
+        self._flush(expire=True, timeout=timeout)
         self._stopped = True
         self._wake.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
         with internal_errors("sentry.shutdown_count"):
-            self._log_undelivered()
+            self._report_dropped()
+            self._log.flush()
+            self._log_undelivered(timeout)
 
-    def _log_undelivered(self) -> None:
+    def _log_undelivered(self, timeout: float) -> None:
         # At exit the SDK kills its workers and what they still hold is gone without a client
         # report (none can be sent any more): say so, so a backlog is never lost silently.
         client = self._get_client()
@@ -335,9 +359,10 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         if pending:
             logger.warning(
                 "widgettrace: exiting with %d Sentry envelope(s)/span(s) not delivered after "
-                "%.0f s (the transport could not keep up); they are lost",
+                "%.1f s (WIDGETTRACE_SHUTDOWN_TIMEOUT_S); they are lost (counted in client "
+                "reports)",
                 pending,
-                SHUTDOWN_FLUSH_S,
+                timeout,
             )
 
     def _flush(self, *, expire: bool, timeout: float) -> bool:
@@ -758,17 +783,16 @@ class WidgetTraceSpanProcessor(SpanProcessor):
     def _wait_for_room(self, transport: Any) -> None:
         if transport is not self._workers_for:
             self._workers_for = transport
-            # Our transports (local log, batching HTTP) say whether they would drop now; the
-            # SDK's own queue envelopes on a BackgroundWorker, whose full() says the same.
+            # Our transports say whether they would drop now: the local log's queue (the
+            # embedded default is worth waiting for); the HTTP delivery never makes us wait
+            # (a slow Sentry must not hold back the local log or grow our queue). The SDK's
+            # own transports queue on a BackgroundWorker, whose full() says the same.
             self._workers = []
-            for holder in (transport, getattr(transport, "inner", None)):
-                if holder is None:
-                    continue
-                check = getattr(holder, "queue_full", None)
-                if check is None:
-                    check = getattr(getattr(holder, "_worker", None), "full", None)
-                if callable(check):
-                    self._workers.append(check)
+            check = getattr(transport, "queue_full", None)
+            if check is None:
+                check = getattr(getattr(transport, "_worker", None), "full", None)
+            if callable(check):
+                self._workers.append(check)
         workers = self._workers
         for full in workers:
             if full():
@@ -782,7 +806,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                     "transport_full",
                     1,
                     "widgettrace: the Sentry transport cannot keep up; transactions dropped "
-                    "(counted in Sentry client reports as queue_overflow; %d times)",
+                    "(counted in Sentry client reports as queue_overflow; waited %d times)",
                 )
                 return
             time.sleep(0.002)
@@ -1161,10 +1185,12 @@ def configure_sentry(
         "open_span_timeout_s": settings.open_span_timeout_s,
         "queue_size": getattr(settings, "queue_size", 20_000),
         "scrubber": scrubber,
+        "shutdown_timeout_s": getattr(settings, "shutdown_timeout_s", SHUTDOWN_FLUSH_S),
     }
     kwargs.update(processor_options)
     # Transactions or span streaming, plus companions (sessions): see _wire.
     processor = _wire.span_processor(settings, options, kwargs, WidgetTraceSpanProcessor)
+    _shutdown.install(processor, kwargs["shutdown_timeout_s"])
     resource_tags = WidgetTraceSpanProcessor.resource_tags_of(resource)
     wscope.set_error_sink(_ErrorSink(resource_tags, bool(settings.send_default_pii), scrubber))
     return processor

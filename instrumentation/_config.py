@@ -561,6 +561,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Ended spans waiting for the export thread; beyond it spans are dropped and counted.",
         _int_in(100, 10_000_000),
     ),
+    _row(
+        "WIDGETTRACE_SHUTDOWN_TIMEOUT_S",
+        "shutdown_timeout_s",
+        "float in [0, 600]",
+        2.0,
+        "At exit (normal, SIGINT, SIGTERM) wait at most this long to deliver what is queued "
+        "(errors, sessions and logs first); what is left is counted as lost.",
+        _float_in(0.0, 600.0),
+    ),
     # --- Sentry's current wire: span streaming, logs, sessions (docs/sentry-wire.md) -------------
     _row(
         "WIDGETTRACE_SENTRY_SPANS",
@@ -635,6 +644,7 @@ class Settings:
     buffer_max_spans: int = 100000
     open_span_timeout_s: float = 300.0
     queue_size: int = 20000
+    shutdown_timeout_s: float = 2.0
     sentry_spans: str = "auto"
     sentry_logs_level: str = "WARNING"
     sessions: str = "auto"
