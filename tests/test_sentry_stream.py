@@ -251,7 +251,8 @@ def test_secrets_are_scrubbed_in_span_attributes() -> None:
         assert processor.force_flush(5000)
     (span,) = [s for _, _, p in _span_items(transport) for s in p["items"]]
     values = json.dumps([typed["value"] for typed in span["attributes"].values()])
-    assert "Bearer abc" not in values and "=secret" not in values and "ann@example.com" not in values
+    for secret in ("Bearer abc", "=secret", "ann@example.com"):
+        assert secret not in values
     assert span["attributes"]["http.request.header.authorization"]["value"] == "[Filtered]"
 
 
