@@ -27,6 +27,7 @@ from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr
 
 from widgettrace.instrumentation._config import get_settings
 from widgettrace.instrumentation._guard import logger
+from widgettrace.instrumentation._sdk_env import check_sdk_environment
 
 __all__ = ["WidgetTraceDistro", "check_setup"]
 
@@ -37,6 +38,8 @@ class WidgetTraceDistro(BaseDistro):  # type: ignore[misc]
     """widgettrace's distro: defaults for the SDK and a careful instrumentor loader."""
 
     def _configure(self, **kwargs: Any) -> None:
+        # Before the configurator imports the SDK, which raises on some bad values.
+        check_sdk_environment()
         # Parse (and log bad values) once, before anything else reads the settings.
         get_settings()
 
