@@ -209,3 +209,28 @@ def test_long_lived_thread_does_not_keep_the_failed_frame() -> None:
             release.set()
             thread.join(10)
     assert not alive, "the failed job's frame (and its locals) outlived it"
+
+
+def test_a_new_exception_is_not_taken_for_an_old_one_at_the_same_address() -> None:
+    """Exceptions that refuse our mark are remembered by id: a later exception that happens to
+    get the same id (the old one was freed) must still be reported, not silently dropped."""
+
+    class Frozen(Exception):
+        def __setattr__(self, name: str, value: object) -> None:
+            raise AttributeError("frozen")
+
+    class Normal(Exception):
+        pass
+
+    old = Frozen("refuses attributes")
+    old_id = id(old)
+    assert scope.mark_reported(old)
+    del old
+    for _ in range(10_000):
+        new = Normal("a different error")
+        if id(new) == old_id:
+            break
+        del new
+    else:  # pragma: no cover - CPython reuses the freed block at once
+        pytest.skip("the allocator did not reuse the address")
+    assert not scope.was_reported(new)
