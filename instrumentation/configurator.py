@@ -142,6 +142,19 @@ def _install_propagator(settings: Settings) -> None:
     set_global_textmap(build_propagator(settings.propagators))
 
 
+def _scrubbed_exports(settings: Settings) -> dict[str, Any]:
+    # Spans to a collector (OTEL_TRACES_EXPORTER) are scrubbed like every other sink
+    # (docs/privacy.md), through the SDK's own hook for the processor around each exporter.
+    import inspect
+
+    if "export_span_processor" not in inspect.signature(_initialize_components).parameters:
+        return {}  # an SDK without the hook: its own processor, unscrubbed (docs/privacy.md)
+    from widgettrace.exporters._scrub import scrubber_for
+    from widgettrace.exporters._scrub_spans import scrubbing_export_processor
+
+    return {"export_span_processor": scrubbing_export_processor(scrubber_for(settings))}
+
+
 def configure(*, auto_instrumentation_version: str | None = None) -> bool:
     """Set up tracing and Sentry export for this process; returns whether it did.
 
@@ -168,6 +181,7 @@ def configure(*, auto_instrumentation_version: str | None = None) -> bool:
                 sampler=build_sampler(settings),
                 resource_attributes=resource_attributes,
                 span_processors=processors,
+                **_scrubbed_exports(settings),
             )
             _install_propagator(settings)
         except Exception:

@@ -64,6 +64,7 @@ __all__ = [
     "exception_escaped",
     "get_error_sink",
     "mark_reported",
+    "remember_breadcrumb",
     "remember_origin",
     "report_escaped",
     "scope_for_trace",
@@ -292,6 +293,14 @@ def add_breadcrumb(
             crumb["data"] = dict(data)
         with _lock:
             _bag_for(span.get_span_context()).breadcrumbs.append(crumb)
+
+
+def remember_breadcrumb(crumb: dict[str, Any]) -> None:
+    """Keep ``crumb`` for the current trace (process-wide outside any span), without a span
+    event: for breadcrumbs recorded in bulk, such as log records (``logcrumbs``)."""
+    ctx = trace.get_current_span().get_span_context()
+    with _lock:
+        _bag_for(ctx).breadcrumbs.append(crumb)
 
 
 def _forward(report: ErrorReport) -> None:
