@@ -234,3 +234,26 @@ def test_a_new_exception_is_not_taken_for_an_old_one_at_the_same_address() -> No
     if id(new) != old_id:  # pragma: no cover
         pytest.skip("the allocator did not reuse the address")
     assert not scope.was_reported(new)
+
+
+def test_an_inactive_client_capturing_first_does_not_hide_the_error() -> None:
+    """Another integration capturing into a client that sends nowhere must not take the
+    report over (sentry-sdk's MCP integration does this when only patched, never initialised)."""
+    from widgettrace.exporters import sentry as wt_sentry
+
+    wt_sentry._add_global_dedupe()
+    reports: list[scope.ErrorReport] = []
+    saved = scope.get_error_sink()
+    scope.set_error_sink(reports.append)
+    try:
+        import sentry_sdk
+
+        sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
+        assert sentry_sdk.get_client().transport is None  # sends nowhere
+        exc = RuntimeError("handler crashed")
+        sentry_sdk.capture_exception(exc)
+        assert not scope.was_reported(exc)
+        scope.capture_exception(exc)
+        assert [r.exception for r in reports] == [exc]
+    finally:
+        scope.set_error_sink(saved)
