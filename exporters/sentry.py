@@ -945,8 +945,14 @@ def _one_report_per_exception(event: dict[str, Any], hint: dict[str, Any]) -> di
         return event
     exc_info = hint.get("exc_info")
     exc = exc_info[1] if exc_info else None
-    if isinstance(exc, BaseException) and not wscope.mark_reported(exc):
+    if not isinstance(exc, BaseException):
+        return event
+    if wscope.was_reported(exc):
         return None
+    # Only a client that sends takes the report over: one without a transport (no DSN) still
+    # runs processors, and marking there would lose the error for everyone.
+    if getattr(sentry_sdk.get_client(), "transport", None) is not None:
+        wscope.mark_reported(exc)
     return event
 
 

@@ -338,7 +338,13 @@ def was_reported(exc: BaseException) -> bool:
     """Whether ``exc`` was already forwarded to the error sink."""
     if getattr(exc, _REPORTED_ATTR, False):
         return True
-    return id(exc) in _reported_ids
+    # The id set is only for exceptions that refuse the mark: for any other, an id found there
+    # belonged to an earlier, freed exception at the same address (it would hide a new error).
+    return _refuses_mark(exc) and id(exc) in _reported_ids
+
+
+def _refuses_mark(exc: BaseException) -> bool:
+    return type(exc).__setattr__ is not BaseException.__setattr__ or not hasattr(exc, "__dict__")
 
 
 def mark_reported(exc: BaseException) -> bool:
