@@ -6,6 +6,8 @@ Endpoints::
     POST /api/widgets/convert      {"id": "w-1", "config": "<raw JSON text>"}
     GET  /api/widgets/status       registry counts (the light endpoint)
     POST /api/cascade/iterations   {"cascade": "onboarding", "iteration": 1}
+    GET  /api/frontend/config      the DSN and tunnel URL for the page's Sentry browser SDK
+    POST /tunnel                   the browser SDK's envelopes (widgettrace's Sentry tunnel)
 
 No tracing code for HTTP here: ``opentelemetry-instrument`` (the parent runs this process with
 its ``sitecustomize`` on ``PYTHONPATH``) instruments FastAPI and ``requests``; the domain spans
@@ -21,7 +23,8 @@ Failures, on purpose (see demo_data.py):
   500, which is exactly the kind of bug the telemetry is there to show.
 
 Configuration (environment): ``WIDGET_HUB_URL``, ``WIDGET_REPOS_DIR``, ``WIDGET_REGISTRY_PATH``,
-``WIDGET_RANKER_URL``. Run::
+``WIDGET_RANKER_URL``; ``WIDGET_CORS_ORIGINS`` (comma-separated) lets a frontend on another
+origin call the API and the tunnel with its ``sentry-trace``/``baggage`` headers. Run::
 
     python examples/service.py --fd 3      # a listening socket inherited from the parent
 """
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 
 from _serving import serve_main
@@ -48,7 +52,14 @@ from discovery import discover
 from registry import WidgetRegistry
 from widgets import WidgetLinks
 
+try:
+    from widgettrace.exporters.tunnel import SentryTunnel
+except ImportError:  # the examples also run on plain OpenTelemetry, without the tunnel
+    SentryTunnel = None  # type: ignore[assignment,misc]
+
 __all__ = ["app", "create_app"]
+
+TUNNEL_PATH = "/tunnel"
 
 
 class DiscoverRequest(BaseModel):
@@ -104,6 +115,23 @@ def create_app() -> FastAPI:
                 yield
 
     app = FastAPI(title="widget platform", lifespan=lifespan)
+    origins = [o.strip() for o in os.environ.get("WIDGET_CORS_ORIGINS", "").split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "sentry-trace", "baggage", "x-tenant"],
+        )
+    tunnel = SentryTunnel() if SentryTunnel is not None else None
+    if tunnel is not None:
+        app.add_route(TUNNEL_PATH, tunnel, methods=["POST"])  # the browser SDK's `tunnel`
+
+    @app.get("/api/frontend/config")
+    async def frontend_config() -> dict[str, Any]:
+        """What the page passes to ``Sentry.init`` (``dsn`` is null without the tunnel)."""
+        dsn = tunnel.browser_dsn if tunnel is not None else None
+        return {"dsn": dsn, "tunnel": TUNNEL_PATH if tunnel is not None else None}
 
     def platform(request: Request) -> Platform:
         current: Platform = request.app.state.platform
