@@ -219,7 +219,9 @@ class SentryTunnel:
                 return
             if not message.get("more_body"):
                 break
-        status, answer = self._handle(bytes(body))
+        status, answer = 500, {"detail": "internal error in the tunnel"}
+        with internal_errors("tunnel.handle"):  # a bug here answers 500, never crashes the app
+            status, answer = self._handle(bytes(body))
         if status != 200:
             await self._refuse(send, status, str(answer["detail"]))
             return

@@ -127,6 +127,10 @@ class _Recorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        with _guard("pytest.sessionstart"):
+            self._start_session(session)
+
+    def _start_session(self, session: pytest.Session) -> None:
         sc = self.sc
         attributes: dict[str, Any] = {
             sc.WIDGET_OP: sc.WIDGET_OP_TEST_SESSION,
@@ -142,6 +146,10 @@ class _Recorder:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         """pytest-xdist controller: hand the session span's context to each worker."""
+        with _guard("pytest.configure_node"):
+            self._configure_node(node)
+
+    def _configure_node(self, node: Any) -> None:
         if self.session_span is None:
             return
         from opentelemetry import trace
@@ -155,6 +163,10 @@ class _Recorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        with _guard("pytest.sessionfinish"):
+            self._finish_session(exitstatus)
+
+    def _finish_session(self, exitstatus: int) -> None:
         from opentelemetry.trace import Status, StatusCode
 
         from widgettrace.instrumentation import _events
@@ -197,6 +209,10 @@ class _Recorder:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        with _guard("pytest.logreport"):
+            self._logreport(report)
+
+    def _logreport(self, report: pytest.TestReport) -> None:
         running = self.running.get(report.nodeid)
         if running is None:
             return  # the xdist controller sees the workers' reports: they traced them
@@ -317,6 +333,13 @@ class _Recorder:
             transaction=self.session_name,
             handled=False,
         )
+
+
+def _guard(where: str) -> Any:
+    """The project's internal-error guard: a telemetry bug never fails the user's test run."""
+    from widgettrace.instrumentation._guard import internal_errors
+
+    return internal_errors(where)
 
 
 def _outcome(outcomes: list[tuple[str, str, bool]]) -> str:
