@@ -261,6 +261,12 @@ def test_off_unless_asked(tmp_path: Path) -> None:
     result = _run(project, _clean_env(tmp_path, WIDGETTRACE_PYTEST="1"), "-p", "no:widgettrace")
     assert result.returncode == 1
     assert not (tmp_path / "sentry.log").exists()
+    # Telemetry switched off as a whole: the plugin stays out of the way.
+    env = _clean_env(tmp_path, OTEL_SDK_DISABLED="true")
+    result = _run(project, env, "-p", "widgettrace", "--reruns", "1")
+    assert result.returncode == 1
+    assert "1 failed, 4 passed" in result.stdout
+    assert not (tmp_path / "sentry.log").exists()
 
 
 def test_inactive_in_our_own_suite(pytestconfig: pytest.Config) -> None:
@@ -298,3 +304,36 @@ def test_xdist_workers_join_one_trace(tmp_path: Path) -> None:
     ]
     assert {e["contexts"]["trace"]["trace_id"] for e in events} == traces
     assert all(e["tags"]["test.worker"] in {"gw0", "gw1"} for e in events)
+
+
+def test_ci_attributes_from_gitlab_and_generic_ci() -> None:
+    from widgettrace.instrumentation._ci import ci_attributes
+
+    gitlab = ci_attributes(
+        {
+            "GITLAB_CI": "true",
+            "CI": "true",
+            "CI_COMMIT_SHA": SHA,
+            "CI_COMMIT_REF_NAME": "feature/x",
+            "CI_PIPELINE_ID": "991",
+            "CI_PIPELINE_URL": "https://gitlab.example/acme/widgets/-/pipelines/991",
+            "CI_PROJECT_URL": "https://gitlab.example/acme/widgets",
+            "CI_JOB_NAME": "pytest",
+        }
+    )
+    assert gitlab == {
+        "widget.ci.provider": "gitlab",
+        "cicd.pipeline.name": "pytest",
+        "cicd.pipeline.run.id": "991",
+        "cicd.pipeline.run.url.full": "https://gitlab.example/acme/widgets/-/pipelines/991",
+        "vcs.ref.head.name": "feature/x",
+        "vcs.ref.head.revision": SHA,
+        "vcs.repository.url.full": "https://gitlab.example/acme/widgets",
+    }
+    generic = ci_attributes({"CI": "1", "GIT_COMMIT": "abc123", "BUILD_NUMBER": "7"})
+    assert generic == {
+        "widget.ci.provider": "generic",
+        "cicd.pipeline.run.id": "7",
+        "vcs.ref.head.revision": "abc123",
+    }
+    assert ci_attributes({"GIT_COMMIT": "abc123"}) == {}  # not on CI: nothing claimed
