@@ -17,7 +17,10 @@ Each call (never sampled away: it does not depend on the trace's sampling decisi
   fingerprint ``["audit", category, action, outcome]`` and logger ``widgettrace.audit``;
 * one line in the hash-chained audit file (:mod:`widgettrace.exporters.audit_log`;
   ``widgettrace audit verify`` detects removed or edited lines);
-* an ``audit`` event on the current span when it is recording (for any OTel backend).
+* an ``audit`` event on the current span when it is recording (for any OTel backend);
+* a record on the ``widgettrace.audit`` logger (INFO for success, WARNING otherwise) that does
+  not propagate to the app's handlers (its output is unchanged) but that Sentry's logging
+  integration sees: with Sentry logs on, audit events are Sentry logs too.
 
 Automatic events for a FastAPI/Starlette app: :func:`instrument_app` (one line) records every
 401/403 response (category ``security``, outcome ``denied``) and every exception of the
@@ -31,6 +34,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import inspect
+import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -49,6 +53,11 @@ __all__ = [
 AUDIT = "audit"
 SECURITY = "security"
 _OK_OUTCOMES = frozenset({"success", "allowed", "granted"})
+
+# Seen by Sentry's logging integration (it hooks every logger), never by the app's handlers.
+audit_logger = logging.getLogger("widgettrace.audit")
+audit_logger.addHandler(logging.NullHandler())
+audit_logger.propagate = False
 
 _log_lock = threading.Lock()
 _log: Any = None
@@ -141,17 +150,19 @@ def audit_event(
         summary = f"{category}: {action} {outcome}"
         if reason:
             summary += f" ({reason})"
+        ok = outcome in _OK_OUTCOMES
         _events.send_event(
-            level="info" if outcome in _OK_OUTCOMES else "warning",
+            level="info" if ok else "warning",
             message=summary,
             span=span,
             fields={
                 "fingerprint": ["audit", category, action, outcome],
-                "logger": "widgettrace.audit",
+                "logger": audit_logger.name,
                 "tags": {k: _events.tag_value(v) for k, v in tags.items()},
                 "contexts": {"audit": context},
             },
         )
+        audit_logger.log(logging.INFO if ok else logging.WARNING, summary, extra={"audit": tags})
 
 
 def audit_exception_classes(spec: str | None = None) -> tuple[type[BaseException], ...]:

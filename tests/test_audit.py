@@ -9,6 +9,7 @@ and ``widgettrace audit verify`` run as a real command on the file it wrote.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -59,7 +60,10 @@ def _verify_cli(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_audit_event_to_sentry_and_file_even_when_unsampled(audit_path: Path) -> None:
+def test_audit_event_to_sentry_and_file_even_when_unsampled(
+    audit_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="widgettrace.audit")
     with sentry_pipeline(sampler=ALWAYS_OFF) as pipeline:
         with pipeline.tracer.start_as_current_span("request") as span:
             assert not span.is_recording()  # the trace is sampled away...
@@ -101,6 +105,15 @@ def test_audit_event_to_sentry_and_file_even_when_unsampled(audit_path: Path) ->
     # The Sentry events carry the trail's anchor (seq + hash).
     assert denied["contexts"]["audit"]["hash"] == lines[0]["hash"]
     assert done["contexts"]["audit"]["seq"] == 2
+    # A log record too (Sentry logs, once on), kept out of the app's own handlers.
+    records = [
+        (r.levelname, r.getMessage()) for r in caplog.records if r.name == "widgettrace.audit"
+    ]
+    assert records == [
+        ("WARNING", "security: widget.delete denied (not the owner)"),
+        ("INFO", "audit: registry.compact success"),
+    ]
+    assert logging.getLogger("widgettrace.audit").propagate is False
 
 
 def test_chain_detects_edited_removed_and_reordered_lines(tmp_path: Path) -> None:
