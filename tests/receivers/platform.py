@@ -47,14 +47,14 @@ def running_platform(tmp: Path, **env: str) -> Iterator[object]:
     children: list[Child] = []
     with ModelHub() as hub:
         ranker_sock, api_sock = listening_socket(), listening_socket()
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update({**clean, **env})
-        try:
-            child = child_env(hub.url, world, f"http://127.0.0.1:{ranker_sock.getsockname()[1]}")
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        ranker_url = f"http://127.0.0.1:{ranker_sock.getsockname()[1]}"
+        # run.py's settings for the children, without what this process's environment added.
+        platform = {
+            k: v
+            for k, v in child_env(hub.url, world, ranker_url).items()
+            if k.startswith("WIDGET_") or k not in os.environ
+        }
+        child = {**clean, **platform, **env}
         instrument = [str(BIN / "opentelemetry-instrument"), sys.executable]
         try:
             children.append(
