@@ -51,12 +51,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 
 from _serving import serve_main
-from _telemetry import add_breadcrumb, set_tag, set_user
 from cascade import CascadeDeps, SimulatedLLM, run_iteration
 from conversion import convert_widget
 from discovery import discover
 from registry import WidgetRegistry
 from widgets import WidgetLinks
+from widgettrace import add_breadcrumb, set_tag, set_user
 
 try:
     from widgettrace import audit_event

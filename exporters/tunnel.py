@@ -23,8 +23,8 @@ What a request goes through, refused with nothing written or forwarded unless it
    host, project id and public key), never any other: this is not an open relay -> 403. With
    no ``SENTRY_DSN`` (local log only) the one allowed DSN is :data:`LOCAL_DSN`;
 5. scrubbing: every event and transaction goes through the same scrubber as the server's own
-   events (the SDK's ``event_scrubber`` that widgettrace configures, or the privacy scrubber when
-   installed); only ``event``, ``transaction``, ``session(s)``, ``client_report``, ``span``
+   events (:func:`widgettrace.exporters._scrub.scrub_event`); only ``event``, ``transaction``,
+   ``session(s)``, ``client_report``, ``span``
    and ``log`` items are kept (no replays or attachments: they carry page content);
 6. forwarding: the envelope, re-addressed to the configured DSN, is handed to the process's
    Sentry transport: the local log and/or the DSN, like every other event (never blocks).
@@ -144,14 +144,9 @@ class _RateLimiter:
 
 def _scrub(payload: dict[str, Any], client: Any) -> dict[str, Any]:
     """The server's own scrubbing, applied to a browser event or transaction."""
-    try:
-        from widgettrace.exporters._scrub import scrub_event
-    except ImportError:
-        scrubber = (client.options or {}).get("event_scrubber")
-        if scrubber is not None:
-            scrubber.scrub_event(payload)
-    else:
-        scrub_event(payload)
+    from widgettrace.exporters._scrub import scrub_event
+
+    scrub_event(payload)
     if not (client.options or {}).get("send_default_pii"):
         user = payload.get("user")
         if isinstance(user, dict):
@@ -159,8 +154,8 @@ def _scrub(payload: dict[str, Any], client: Any) -> dict[str, Any]:
             user.pop("email", None)
     from sentry_sdk.serializer import serialize
 
-    # The scrubber marks what it removed (AnnotatedValue); the SDK's serializer turns the marks
-    # into the event's `_meta`, exactly as for the server's own events.
+    # The SDK's serializer (as for the server's own events) keeps the payload JSON-ready,
+    # turning any value the SDK marks (AnnotatedValue) into the event's `_meta`.
     return dict(serialize(payload))
 
 

@@ -79,13 +79,13 @@ def _audit_log() -> Any:
 
 
 def _scrubbed(attributes: dict[str, Any]) -> dict[str, Any]:
-    from widgettrace.exporters._sentry_convert import Scrubber
-    from widgettrace.instrumentation._config import get_settings
+    """Attribute values as span attributes are scrubbed (secrets by key, PII by content)."""
+    from widgettrace.exporters._scrub import get_scrubber
 
     plain = {
         k: v if isinstance(v, (str, int, float, bool)) else str(v) for k, v in attributes.items()
     }
-    return Scrubber(get_settings().send_default_pii).data(plain)
+    return get_scrubber().data(plain)
 
 
 def audit_event(
