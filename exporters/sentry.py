@@ -927,6 +927,11 @@ class _ErrorSink:
                     contexts[name] = self.scrubber.data(values)
         if data.breadcrumbs:
             event["breadcrumbs"] = {"values": list(data.breadcrumbs)}
+        for key, value in report.fields.items():
+            if key in {"tags", "contexts"}:
+                event[key] = {**event.get(key, {}), **value}
+            else:
+                event[key] = value
         hint["widgettrace"] = True
         sentry_sdk.capture_event(event, hint=hint)  # type: ignore[arg-type]
 

@@ -140,6 +140,9 @@ class ErrorReport:
     #: The traceback to report when it differs from ``exception.__traceback__`` (extended
     #: with the frames above, when the outermost span could not be told for sure).
     traceback: TracebackType | None = None
+    #: Event fields set as given (``fingerprint``, ``event_id``, ``logentry``, ...); ``tags`` and
+    #: ``contexts`` are merged over the scope's. For custom events (tests, findings, audit).
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 ErrorSink = Callable[[ErrorReport], None]

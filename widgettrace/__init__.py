@@ -11,6 +11,7 @@ This module is the whole public API, vendor-neutral (application code never impo
   :func:`discovery_span`, :func:`conversion_span`, :func:`registry_span`,
   :func:`iteration_span`, :func:`agent_block_span`, :func:`llm_call_span`, :func:`tool_span`,
   :func:`record_llm_usage`;
+* security and audit events: :func:`audit_event` (Sentry event + hash-chained audit file);
 * what Sentry users reach for: :func:`set_user`, :func:`set_tag`, :func:`set_context`,
   :func:`add_breadcrumb`, :func:`capture_message`, :func:`capture_exception`;
 * :func:`configure` for programs not started by ``opentelemetry-instrument``.
@@ -44,6 +45,7 @@ _add_source_checkout_parts()
 _EXPORTS = {
     "add_breadcrumb": "widgettrace.instrumentation.scope",
     "agent_block_span": "widgettrace.instrumentation.api",
+    "audit_event": "widgettrace.instrumentation.audit",
     "capture_exception": "widgettrace.instrumentation.scope",
     "capture_message": "widgettrace.instrumentation.scope",
     "configure": "widgettrace.instrumentation.configurator",
@@ -63,6 +65,7 @@ _EXPORTS = {
 __all__ = [
     "add_breadcrumb",
     "agent_block_span",
+    "audit_event",
     "capture_exception",
     "capture_message",
     "configure",
@@ -91,6 +94,7 @@ if TYPE_CHECKING:
         span,
         tool_span,
     )
+    from widgettrace.instrumentation.audit import audit_event
     from widgettrace.instrumentation.configurator import configure
     from widgettrace.instrumentation.scope import (
         add_breadcrumb,

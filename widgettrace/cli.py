@@ -748,6 +748,10 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="the configuration table")
     config.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     config.set_defaults(run=_cmd_config)
+    from widgettrace.instrumentation import audit, findings  # light until a command runs
+
+    findings.add_command(commands)
+    audit.add_command(commands)
     return parser
 
 
