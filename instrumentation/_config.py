@@ -155,6 +155,23 @@ def _parse_spotlight(raw: str) -> bool | str:
     raise _Invalid("neither a boolean nor an http(s) URL")
 
 
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "OFF")
+
+
+def _parse_log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value in {"WARN", "FATAL"}:
+        value = {"WARN": "WARNING", "FATAL": "CRITICAL"}[value]
+    if value in _FALSE_UPPER:
+        value = "OFF"
+    if value not in _LOG_LEVELS:
+        raise _Invalid(f"not a log level (choose one of: {', '.join(_LOG_LEVELS)})")
+    return value
+
+
+_FALSE_UPPER = {"0", "FALSE", "NO", "NONE"}
+
+
 def _parse_sampler(raw: str) -> str | None:
     value = raw.strip().lower()
     if not value:
@@ -596,6 +613,36 @@ SETTINGS: tuple[Setting, ...] = (
         "Envelopes per minute the frontend tunnel accepts from one client address (429 beyond).",
         _int_in(1, 1_000_000),
     ),
+    # --- Sentry's current wire: span streaming, logs, sessions (docs/sentry-wire.md) -------------
+    _row(
+        "WIDGETTRACE_SENTRY_SPANS",
+        "sentry_spans",
+        "auto | transactions | stream",
+        "auto",
+        "How spans are sent: one transaction per local trace, or streamed in batches as span "
+        "v2 items. `auto`: stream to sentry.io, transactions elsewhere (self-hosted Sentry, "
+        "Spotlight, Bugsink, the local log alone); see docs/sentry-wire.md.",
+        _choice("auto", "transactions", "stream"),
+    ),
+    _row(
+        "WIDGETTRACE_SENTRY_LOGS_LEVEL",
+        "sentry_logs_level",
+        "log level or off",
+        "WARNING",
+        "Python `logging` records at or above this level become Sentry log items (with trace "
+        "and span ids); `off` sends none.",
+        _parse_log_level,
+    ),
+    _row(
+        "WIDGETTRACE_SESSIONS",
+        "sessions",
+        "auto | blocks | off",
+        "auto",
+        "Release-health sessions: `auto` aggregates server requests per minute and sends "
+        "explicit `widgettrace.session()` blocks; `blocks` also wraps each cascade block in a "
+        "session; `off` sends none.",
+        _choice("auto", "blocks", "off"),
+    ),
 )
 
 
@@ -646,6 +693,9 @@ class Settings:
     audit_exceptions: str | None = DEFAULT_AUDIT_EXCEPTIONS
     tunnel_max_bytes: int = _MiB
     tunnel_rate: int = 120
+    sentry_spans: str = "auto"
+    sentry_logs_level: str = "WARNING"
+    sessions: str = "auto"
 
 
 def _show(raw: str) -> str:

@@ -55,6 +55,7 @@ _EXPORTS = {
     "llm_call_span": "widgettrace.instrumentation.api",
     "record_llm_usage": "widgettrace.instrumentation.api",
     "registry_span": "widgettrace.instrumentation.api",
+    "session": "widgettrace.exporters._sessions",
     "set_context": "widgettrace.instrumentation.scope",
     "set_tag": "widgettrace.instrumentation.scope",
     "set_user": "widgettrace.instrumentation.scope",
@@ -75,6 +76,7 @@ __all__ = [
     "llm_call_span",
     "record_llm_usage",
     "registry_span",
+    "session",
     "set_context",
     "set_tag",
     "set_user",
@@ -83,6 +85,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from widgettrace.exporters._sessions import session
     from widgettrace.instrumentation.api import (
         agent_block_span,
         conversion_span,
