@@ -671,6 +671,11 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="the configuration table")
     config.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     config.set_defaults(run=_cmd_config)
+
+    # The reading side (issues, releases, perf, journeys, standup, deploy, report, watch).
+    from widgettrace.insights.cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
