@@ -893,6 +893,9 @@ class _ErrorSink:
                     contexts[name] = self.scrubber.data(values)
         if data.breadcrumbs:
             event["breadcrumbs"] = {"values": list(data.breadcrumbs)}
+        fingerprint = report.fingerprint or data.fingerprint
+        if fingerprint:
+            event["fingerprint"] = list(fingerprint)
         hint["widgettrace"] = True
         sentry_sdk.capture_event(event, hint=hint)  # type: ignore[arg-type]
 

@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 
@@ -302,7 +302,7 @@ class Store:
         return int(lines), int(corrupt)
 
 
-def _last_newline(fh: Any, start: int, size: int) -> int:
+def _last_newline(fh: BinaryIO, start: int, size: int) -> int:
     """The offset just past the last ``\\n`` in ``[start, size)``, or ``start`` if none."""
     pos = size
     block = 1 << 16

@@ -70,7 +70,7 @@ def _open(args: argparse.Namespace) -> Store:
     path = _log_path(args.path)
     store = open_store(path)
     total, corrupt = store.total_lines, store.corrupt_lines
-    if total == 0 or corrupt == total:
+    if total in (0, corrupt):
         store.close()
         if total == 0:
             raise InsightsError(f"the local log {path} is empty")

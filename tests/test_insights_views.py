@@ -13,14 +13,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from gen_log import error_event, span, transaction, write_lines  # noqa: E402
+from gen_log import error_event, span, transaction, write_lines
 
-from widgettrace.insights import open_store  # noqa: E402
-from widgettrace.insights import issues as issues_view  # noqa: E402
-from widgettrace.insights import journeys, performance, releases, standup  # noqa: E402
-from widgettrace.insights._grouping import normalise_message  # noqa: E402
-from widgettrace.insights._query import Window  # noqa: E402
-from widgettrace.insights.render import render  # noqa: E402
+from widgettrace.insights import issues as issues_view
+from widgettrace.insights import (
+    journeys,
+    open_store,
+    performance,
+    releases,
+    standup,
+)
+from widgettrace.insights._grouping import normalise_message
+from widgettrace.insights._query import Window
+from widgettrace.insights.render import render
 
 T0 = 1_796_000_000.0
 CLI = [sys.executable, "-m", "widgettrace"]
