@@ -141,7 +141,9 @@ SELECT
             list_transform(fp, lambda f:
                 CASE WHEN f = '{{{{ default }}}}' THEN default_key ELSE f END),
             chr(31))
-        ELSE default_key END), 16)
+        ELSE default_key END), 16),
+    logger,
+    coalesce(tags.category, tags.tool, tags."test.outcome")
 FROM d
 """
 
@@ -173,6 +175,15 @@ SELECT
     len(list_filter(spans, lambda s: s.op = 'widget.discovery'
         AND s.data."widget.outcome" = 'failure'))
 FROM raw WHERE type = 'transaction'
+UNION ALL
+-- Span streaming (span v2 lines): each segment span is what a transaction was.
+SELECT span_id, trace_id, span_id, name, attributes."sentry.op".value, coalesce(status, 'ok'),
+    wt_ts(start_timestamp), wt_ts(end_timestamp),
+    (wt_ts(end_timestamp) - wt_ts(start_timestamp)) * 1000.0,
+    attributes."sentry.release".value, attributes."sentry.environment".value,
+    attributes."service.name".value, attributes."user.id".value, NULL,
+    0, 0, 0, 0
+FROM raw WHERE type = 'span' AND is_segment
 """
 
 # Child spans plus the root (the transaction itself), each with its self time: its duration
@@ -196,6 +207,14 @@ WITH s AS (
         contexts.trace.status, contexts.trace.data."widget.outcome",
         contexts.trace.data."gen_ai.agent.name", contexts.trace.data."widget.id"
     FROM raw WHERE type = 'transaction'
+    UNION ALL
+    SELECT coalesce(attributes."sentry.segment.id".value, span_id), trace_id, span_id,
+        CASE WHEN NOT coalesce(is_segment, false) THEN parent_span_id END,
+        attributes."sentry.segment.name".value, attributes."sentry.op".value, name,
+        wt_ts(start_timestamp), wt_ts(end_timestamp), status,
+        attributes."widget.outcome".value, attributes."gen_ai.agent.name".value,
+        attributes."widget.id".value
+    FROM raw WHERE type = 'span'
 ), c AS (
     SELECT event_id, parent_span_id, sum(ts - start) AS child FROM s
     WHERE parent_span_id IS NOT NULL GROUP BY ALL
@@ -230,9 +249,8 @@ FROM raw WHERE type = 'session' OR (sid IS NOT NULL AND type IS NULL)
 
 _LOGS = """
 INSERT INTO logs
-SELECT wt_ts(timestamp), level, body, trace_id,
-    json_extract_string(attributes, '$."sentry.release".value'),
-    json_extract_string(attributes, '$."service.name".value')
+SELECT wt_ts(timestamp), level, body, trace_id, attributes."sentry.release".value,
+    attributes."service.name".value
 FROM raw WHERE type = 'log'
 """
 

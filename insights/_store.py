@@ -44,7 +44,7 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
@@ -68,6 +68,14 @@ _DATA = (
     '"gen_ai.cost.total_tokens" VARCHAR, "gen_ai.usage.input_tokens" VARCHAR, '
     '"gen_ai.usage.output_tokens" VARCHAR, "session.id" VARCHAR)'
 )
+# Span v2 and log items carry typed attributes: {"key": {"value": ..., "type": ...}}.
+_ATTRIBUTE_KEYS = (
+    "sentry.op", "sentry.release", "sentry.environment", "sentry.segment.id",
+    "sentry.segment.name", "service.name", "user.id", "widget.outcome", "gen_ai.agent.name",
+    "widget.id", "gen_ai.cost.total_tokens", "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+)
+_ATTRIBUTES = "STRUCT(" + ", ".join(f'"{k}" STRUCT(value VARCHAR)' for k in _ATTRIBUTE_KEYS) + ")"
 _COLUMNS = {
     "type": "VARCHAR",
     "event_id": "VARCHAR",
@@ -79,7 +87,11 @@ _COLUMNS = {
     "transaction": "VARCHAR",
     "server_name": "VARCHAR",
     "user": "STRUCT(id VARCHAR, username VARCHAR, email VARCHAR, ip_address VARCHAR)",
-    "tags": 'STRUCT("service.name" VARCHAR, "session.id" VARCHAR)',
+    "tags": (
+        'STRUCT("service.name" VARCHAR, "session.id" VARCHAR, category VARCHAR, '
+        '"audit.outcome" VARCHAR, tool VARCHAR, "test.outcome" VARCHAR)'
+    ),
+    "logger": "VARCHAR",
     "contexts": (
         "STRUCT(trace STRUCT(trace_id VARCHAR, span_id VARCHAR, op VARCHAR, status VARCHAR, "
         f"data {_DATA}))"
@@ -99,14 +111,18 @@ _COLUMNS = {
     # Flat records: deploy markers, and the span v2 / log / session items of `wire`.
     "name": "VARCHAR",
     "trace_id": "VARCHAR",
+    "span_id": "VARCHAR",
+    "parent_span_id": "VARCHAR",
     "status": "VARCHAR",
+    "is_segment": "BOOLEAN",
+    "end_timestamp": "VARCHAR",
     "body": "VARCHAR",
     "sid": "VARCHAR",
     "did": "VARCHAR",
     "started": "VARCHAR",
     "errors": "VARCHAR",
     "attrs": "STRUCT(release VARCHAR, environment VARCHAR)",
-    "attributes": "JSON",
+    "attributes": _ATTRIBUTES,
 }
 
 _SCHEMA = """
@@ -118,7 +134,7 @@ CREATE TABLE IF NOT EXISTS errors (
     event_id VARCHAR, ts DOUBLE, level VARCHAR, release VARCHAR, environment VARCHAR,
     service VARCHAR, user_id VARCHAR, session_id VARCHAR, trace_id VARCHAR, span_id VARCHAR,
     transaction VARCHAR, exc_type VARCHAR, exc_value VARCHAR, handled BOOLEAN,
-    culprit VARCHAR, title VARCHAR, group_key VARCHAR
+    culprit VARCHAR, title VARCHAR, group_key VARCHAR, logger VARCHAR, category VARCHAR
 );
 CREATE TABLE IF NOT EXISTS transactions (
     event_id VARCHAR, trace_id VARCHAR, span_id VARCHAR, name VARCHAR, op VARCHAR,
