@@ -137,6 +137,16 @@ def _cmd_deploy(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from widgettrace.insights.html import report_html
+
+    with _open(args) as store:
+        document = report_html(store)
+    Path(args.html).write_text(document, encoding="utf-8")
+    out.write(f"report written to {args.html}\n")
+    return 0
+
+
 def _parent_alive(pid: int | None) -> bool:
     if pid is None:
         return True
@@ -246,6 +256,11 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--environment", "-e", default="production")
     p.add_argument("--log", default=None, metavar="PATH", help="log file (default: configured)")
     p.set_defaults(run=_guarded(_cmd_deploy))
+
+    p = commands.add_parser("report", help="a self-contained HTML report with plots")
+    p.add_argument("path", nargs="?", metavar="PATH", help="log file (default: configured)")
+    p.add_argument("--html", required=True, metavar="FILE", help="where to write the report")
+    p.set_defaults(run=_guarded(_cmd_report))
 
     p = commands.add_parser("watch", help="follow the log, POST alerts to a webhook")
     p.add_argument("path", nargs="?", metavar="PATH", help="log file (default: configured)")
