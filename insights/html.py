@@ -78,7 +78,7 @@ def _errors_per_minute(store: Store) -> str:
     width = (_W - _PAD - 10) / n_buckets
 
     def x(ts: float) -> float:
-        return _PAD + (ts - lo) / (bucket * n_buckets) * (_W - _PAD - 10)
+        return float(_PAD + (ts - lo) / (bucket * n_buckets) * (_W - _PAD - 10))
 
     bars = []
     for r in rows:

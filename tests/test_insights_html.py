@@ -17,10 +17,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from gen_log import generate  # noqa: E402
+from gen_log import generate
 
-from widgettrace.insights import open_store, releases  # noqa: E402
-from widgettrace.insights.html import report_html  # noqa: E402
+from widgettrace.insights import open_store, releases
+from widgettrace.insights.html import report_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
