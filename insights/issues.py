@@ -1,8 +1,8 @@
 """Issues: error events grouped the way Sentry groups them (see ``_grouping``), with their story.
 
 Per issue: title, culprit, level, count, users, sessions (the release-health sessions open for
-the error's user when it happened, once the app sends sessions; until then users), first/last seen, first/last release, the releases it appeared in, and a
-status:
+the error's user when it happened, once the app sends sessions; until then users), first/last
+seen, first/last release, the releases it appeared in, and a status:
 
 * ``new``: first seen in the latest release that had traffic (without releases: in the last 24 h);
 * ``regressed``: seen in the latest release after a release (with traffic) where it was absent;
