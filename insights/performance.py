@@ -61,16 +61,21 @@ def breakdown(
         served = [r for r in rows if (r["op"] or "").endswith(".server")]
         names = [row["name"] for row in (served or rows)[:top]]
     out: list[dict[str, Any]] = []
-    cond, params = window.where("t")
+    if window.service or window.release or window.environment or window.extra:
+        cond, params = window.where("t")
+        source = f"spans s JOIN transactions t ON t.event_id = s.event_id WHERE {cond} AND"
+    else:
+        # Only a time range: the spans table answers alone (no join over every span).
+        cond, params = window.where("s")
+        source = f"spans s WHERE {cond} AND"
     for name in names:
         rows = store.rows(
             f"""
             SELECT s.op, regexp_replace(s.description, '{_HOST}', '<host>', 'g') AS description,
-                sum(s.self_ms) AS self_ms FROM spans s
-            JOIN transactions t ON t.event_id = s.event_id
-            WHERE t.name = ? AND {cond} GROUP BY ALL ORDER BY self_ms DESC
+                sum(s.self_ms) AS self_ms FROM {source} s.txn_name = ?
+            GROUP BY ALL ORDER BY self_ms DESC
             """,
-            [name, *params],
+            [*params, name],
         )
         total = sum(r["self_ms"] or 0.0 for r in rows)
         if total <= 0:
