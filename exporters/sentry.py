@@ -930,6 +930,9 @@ class _ErrorSink:
                     contexts[name] = self.scrubber.data(values)
         if data.breadcrumbs:
             event["breadcrumbs"] = {"values": list(data.breadcrumbs)}
+        fingerprint = report.fingerprint or data.fingerprint
+        if fingerprint:
+            event["fingerprint"] = list(fingerprint)
         for key, value in report.fields.items():
             if key in {"tags", "contexts"}:
                 event[key] = {**event.get(key, {}), **value}
@@ -1204,4 +1207,17 @@ def configure_sentry(
     _shutdown.install(processor, kwargs["shutdown_timeout_s"])
     resource_tags = WidgetTraceSpanProcessor.resource_tags_of(resource)
     wscope.set_error_sink(_ErrorSink(resource_tags, bool(settings.send_default_pii), scrubber))
+    _start_alerts(settings, transport)
     return processor
+
+
+def _start_alerts(settings: Any, transport: Any) -> None:
+    """WIDGETTRACE_ALERT_WEBHOOK: a separate watcher process follows the local log."""
+    webhook = getattr(settings, "alert_webhook", None)
+    log = getattr(transport, "path", None)
+    if not webhook or log is None:
+        return
+    with internal_errors("sentry.start_alerts"):
+        from widgettrace.insights.background import start_watcher
+
+        start_watcher(log, webhook)

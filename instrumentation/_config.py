@@ -643,6 +643,15 @@ SETTINGS: tuple[Setting, ...] = (
         "session; `off` sends none.",
         _choice("auto", "blocks", "off"),
     ),
+    _row(
+        "WIDGETTRACE_ALERT_WEBHOOK",
+        "alert_webhook",
+        "http(s) URL",
+        None,
+        "Slack-compatible webhook: a background `widgettrace watch` process follows the local "
+        "log and posts alerts (new issue, regression, spike) to it.",
+        _parse_url,
+    ),
 )
 
 
@@ -696,6 +705,7 @@ class Settings:
     sentry_spans: str = "auto"
     sentry_logs_level: str = "WARNING"
     sessions: str = "auto"
+    alert_webhook: str | None = None
 
 
 def _show(raw: str) -> str:

@@ -13,7 +13,8 @@ This module is the whole public API, vendor-neutral (application code never impo
   :func:`record_llm_usage`;
 * security and audit events: :func:`audit_event` (Sentry event + hash-chained audit file);
 * what Sentry users reach for: :func:`set_user`, :func:`set_tag`, :func:`set_context`,
-  :func:`add_breadcrumb`, :func:`capture_message`, :func:`capture_exception`;
+  :func:`add_breadcrumb`, :func:`capture_message`, :func:`capture_exception`,
+  :func:`set_fingerprint`;
 * :func:`configure` for programs not started by ``opentelemetry-instrument``.
 
 Names are imported on first use, so ``import widgettrace`` (and the CLI) stays fast.
@@ -57,6 +58,7 @@ _EXPORTS = {
     "registry_span": "widgettrace.instrumentation.api",
     "session": "widgettrace.exporters._sessions",
     "set_context": "widgettrace.instrumentation.scope",
+    "set_fingerprint": "widgettrace.instrumentation.scope",
     "set_tag": "widgettrace.instrumentation.scope",
     "set_user": "widgettrace.instrumentation.scope",
     "span": "widgettrace.instrumentation.api",
@@ -78,6 +80,7 @@ __all__ = [
     "registry_span",
     "session",
     "set_context",
+    "set_fingerprint",
     "set_tag",
     "set_user",
     "span",
@@ -104,6 +107,7 @@ if TYPE_CHECKING:
         capture_exception,
         capture_message,
         set_context,
+        set_fingerprint,
         set_tag,
         set_user,
     )

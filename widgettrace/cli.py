@@ -762,6 +762,11 @@ def _parser() -> argparse.ArgumentParser:
 
     findings.add_command(commands)
     audit.add_command(commands)
+
+    # The reading side (issues, releases, perf, journeys, standup, deploy, report, watch).
+    from widgettrace.insights.cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
