@@ -671,6 +671,10 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="the configuration table")
     config.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     config.set_defaults(run=_cmd_config)
+
+    from widgettrace.devtools.dev import add_parser as add_dev
+
+    add_dev(commands)
     return parser
 
 
