@@ -1,0 +1,250 @@
+"""Issue grouping and the SQL that turns parsed log lines into the derived tables.
+
+Grouping follows Sentry's rules, evaluated in DuckDB at ingestion (one key per error event):
+
+* a custom ``fingerprint`` (``capture_exception(..., fingerprint=[...])``, ``set_fingerprint``)
+  wins; its ``{{ default }}`` element stands for the default key below;
+* an exception: the chain's types, each with its in-app frames' ``module.function`` (or, when the
+  event has no in-app frame at all, every frame's): line numbers, values and ids play no part;
+* a message without an exception: the message template, with numbers, UUIDs, hex ids and paths
+  replaced by placeholders, so ``"user 42 failed"`` and ``"user 43 failed"`` are one issue.
+
+The key is a short hash (``group_key``); the readable title comes from the main (last) exception's
+type and its culprit (the innermost in-app frame's function), e.g.
+``ReadTimeout in scan_repository (discovery)``, or from the normalised message.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+__all__ = ["insert_statements", "install_macros", "normalise_message"]
+
+# Order matters: UUIDs before hex, hex before plain numbers, paths before numbers. Hex ids are
+# 8+ hex digits (shorter runs are English: "face", "bad").
+_NORMALISERS = (
+    (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<uuid>"),
+    (r"\b0x[0-9a-fA-F]+\b", "<hex>"),
+    (r"\b[0-9a-fA-F]{8,}\b", "<hex>"),
+    (r"(?:[A-Za-z]:)?(?:/[\w.\-<>]+){2,}/?", "<path>"),
+    (r"\b\d+(?:\.\d+)?\b", "<int>"),
+)
+
+
+def _normalise_sql(expr: str) -> str:
+    for pattern, placeholder in _NORMALISERS:
+        escaped = pattern.replace("'", "''")
+        expr = f"regexp_replace({expr}, '{escaped}', '{placeholder}', 'g')"
+    return expr
+
+
+def normalise_message(text: str) -> str:
+    """The message as grouping sees it (numbers, UUIDs, hex ids and paths replaced)."""
+    con = duckdb.connect()
+    try:
+        install_macros(con)
+        row = con.execute("SELECT wt_norm(?)", [text]).fetchone()
+        return str(row[0]) if row else text
+    finally:
+        con.close()
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the grouping macros on ``con`` (temporary: they are code, not data)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO wt_norm(s) AS "
+        f"left({_normalise_sql('s')}, 512)"
+    )
+    # Frames of one exception (JSON) as "module.function" strings, in-app only or all.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP MACRO wt_frames(x, app_only) AS list_transform(
+            list_filter(
+                coalesce(json_extract(x, '$.stacktrace.frames[*]'), []),
+                lambda f: NOT app_only OR coalesce(TRY_CAST(json_extract(f, '$.in_app') AS BOOLEAN),
+                                              false)),
+            lambda f: coalesce(json_extract_string(f, '$.module'),
+                          json_extract_string(f, '$.filename'), '?')
+                 || '.' || coalesce(json_extract_string(f, '$.function'), '?'))
+        """
+    )
+
+
+# The JSON list of exceptions, whichever of Sentry's two shapes the event used.
+_VALUES = (
+    "CASE WHEN json_type(exception) = 'ARRAY' THEN exception "
+    "ELSE json_extract(exception, '$.values') END"
+)
+_MESSAGE = (
+    "coalesce(json_extract_string(logentry, '$.message'), "
+    "json_extract_string(logentry, '$.formatted'), "
+    "json_extract_string(message, '$.message'), json_extract_string(message, '$.formatted'), "
+    "CASE WHEN json_type(message) = 'VARCHAR' THEN json_extract_string(message, '$') END)"
+)
+
+_ERRORS = f"""
+INSERT INTO errors
+WITH e AS (
+    SELECT *, {_VALUES} AS vals, {_MESSAGE} AS msg FROM raw
+    WHERE (type IS NULL OR type IN ('event', 'error', 'default'))
+      AND (exception IS NOT NULL OR logentry IS NOT NULL OR message IS NOT NULL)
+), k AS (
+    SELECT *,
+        json_extract(vals, '$[*]') AS chain,
+        json_extract(vals, '$[#-1]') AS main
+    FROM e
+), d AS (
+    SELECT *,
+        CASE WHEN chain IS NOT NULL AND len(chain) > 0 THEN
+            CASE WHEN len(flatten(list_transform(chain, lambda x: wt_frames(x, true)))) > 0
+                THEN array_to_string(list_transform(chain, lambda x:
+                    coalesce(json_extract_string(x, '$.type'), 'Error') || '('
+                    || array_to_string(wt_frames(x, true), ',') || ')'), '|')
+                ELSE array_to_string(list_transform(chain, lambda x:
+                    coalesce(json_extract_string(x, '$.type'), 'Error') || '('
+                    || array_to_string(wt_frames(x, false), ',') || ')'), '|')
+            END
+        ELSE 'message:' || wt_norm(coalesce(msg, '<no message>'))
+        END AS default_key,
+        list_last(wt_frames(main, true)) AS culprit_frame,
+        CASE WHEN json_type(fingerprint) = 'ARRAY'
+            THEN list_transform(json_extract(fingerprint, '$[*]'),
+                                lambda f: json_extract_string(f, '$')) END AS fp
+    FROM k
+)
+SELECT
+    event_id,
+    wt_ts(timestamp),
+    coalesce(level, 'error'),
+    release,
+    environment,
+    coalesce(json_extract_string(tags, '$."service.name"'), server_name),
+    wt_user("user"),
+    coalesce(json_extract_string(contexts, '$.trace.data."session.id"'),
+             json_extract_string(tags, '$."session.id"')),
+    json_extract_string(contexts, '$.trace.trace_id'),
+    json_extract_string(contexts, '$.trace.span_id'),
+    transaction,
+    json_extract_string(main, '$.type'),
+    left(coalesce(json_extract_string(main, '$.value'), msg), 300),
+    TRY_CAST(json_extract(main, '$.mechanism.handled') AS BOOLEAN),
+    culprit_frame,
+    CASE
+        WHEN main IS NOT NULL THEN coalesce(json_extract_string(main, '$.type'), 'Error')
+            || CASE WHEN culprit_frame IS NOT NULL THEN
+                ' in ' || split_part(culprit_frame, '.', -1)
+                || ' (' || regexp_replace(culprit_frame, '\\.[^.]*$', '') || ')'
+               ELSE '' END
+        ELSE left(split_part(coalesce(msg, '<no message>'), chr(10), 1), 120)
+    END,
+    left(md5(CASE WHEN fp IS NOT NULL AND len(fp) > 0
+        THEN 'fingerprint:' || array_to_string(
+            list_transform(fp, lambda f:
+                CASE WHEN f = '{{{{ default }}}}' THEN default_key ELSE f END),
+            chr(31))
+        ELSE default_key END), 16)
+FROM d
+"""
+
+_TRANSACTIONS = """
+INSERT INTO transactions
+SELECT
+    event_id,
+    json_extract_string(contexts, '$.trace.trace_id'),
+    json_extract_string(contexts, '$.trace.span_id'),
+    transaction,
+    json_extract_string(contexts, '$.trace.op'),
+    coalesce(json_extract_string(contexts, '$.trace.status'), 'ok'),
+    wt_ts(start_timestamp),
+    wt_ts(timestamp),
+    (wt_ts(timestamp) - wt_ts(start_timestamp)) * 1000.0,
+    release,
+    environment,
+    coalesce(json_extract_string(tags, '$."service.name"'), server_name),
+    wt_user("user"),
+    json_extract_string(contexts, '$.trace.data."session.id"'),
+    coalesce(list_sum(list_transform(spans, lambda s:
+        TRY_CAST(json_extract(s.data, '$."gen_ai.cost.total_tokens"') AS DOUBLE))), 0),
+    coalesce(list_sum(list_transform(spans, lambda s: CASE WHEN s.op <> 'gen_ai.invoke_agent' THEN
+        coalesce(TRY_CAST(json_extract(s.data, '$."gen_ai.usage.input_tokens"') AS BIGINT), 0)
+        + coalesce(TRY_CAST(json_extract(s.data, '$."gen_ai.usage.output_tokens"') AS BIGINT), 0)
+        END)), 0),
+    len(list_filter(spans, lambda s: s.op = 'widget.discovery'
+        AND json_extract_string(s.data, '$."widget.outcome"') = 'success')),
+    len(list_filter(spans, lambda s: s.op = 'widget.discovery'
+        AND json_extract_string(s.data, '$."widget.outcome"') = 'failure'))
+FROM raw WHERE type = 'transaction'
+"""
+
+# Child spans plus the root (the transaction itself), each with its self time: its duration
+# less its direct children's.
+_SPANS = """
+INSERT INTO spans
+WITH s AS (
+    SELECT event_id, json_extract_string(contexts, '$.trace.trace_id') AS trace_id,
+        u.s.span_id AS span_id, u.s.parent_span_id AS parent_span_id, transaction AS txn_name,
+        u.s.op AS op, u.s.description AS description,
+        wt_ts(u.s.start_timestamp) AS start, wt_ts(u.s.timestamp) AS ts,
+        u.s.status AS status,
+        json_extract_string(u.s.data, '$."widget.outcome"') AS outcome,
+        json_extract_string(u.s.data, '$."gen_ai.agent.name"') AS agent,
+        json_extract_string(u.s.data, '$."widget.id"') AS widget_id
+    FROM (SELECT event_id, contexts, transaction, unnest(spans) AS s FROM raw
+          WHERE type = 'transaction') AS u
+    UNION ALL
+    SELECT event_id, json_extract_string(contexts, '$.trace.trace_id'),
+        json_extract_string(contexts, '$.trace.span_id'), NULL, transaction,
+        json_extract_string(contexts, '$.trace.op'), transaction,
+        wt_ts(start_timestamp), wt_ts(timestamp),
+        json_extract_string(contexts, '$.trace.status'),
+        json_extract_string(contexts, '$.trace.data."widget.outcome"'),
+        json_extract_string(contexts, '$.trace.data."gen_ai.agent.name"'),
+        json_extract_string(contexts, '$.trace.data."widget.id"')
+    FROM raw WHERE type = 'transaction'
+), c AS (
+    SELECT event_id, parent_span_id, sum(ts - start) AS child FROM s
+    WHERE parent_span_id IS NOT NULL GROUP BY ALL
+)
+SELECT s.event_id, s.trace_id, s.span_id, s.parent_span_id, s.txn_name, s.op, s.description,
+    s.start, s.ts, (s.ts - s.start) * 1000.0,
+    greatest(0.0, (s.ts - s.start) - coalesce(c.child, 0.0)) * 1000.0,
+    s.status, s.outcome, s.agent, s.widget_id
+FROM s LEFT JOIN c ON c.event_id = s.event_id AND c.parent_span_id = s.span_id
+"""
+
+_BREADCRUMBS = """
+INSERT INTO breadcrumbs
+SELECT event_id, wt_user("user"), wt_ts(json_extract(b, '$.timestamp')),
+    json_extract_string(b, '$.category'), json_extract_string(b, '$.message'),
+    json_extract_string(b, '$.level')
+FROM (SELECT event_id, "user", unnest(json_extract(breadcrumbs, '$.values[*]')) AS b FROM raw
+      WHERE breadcrumbs IS NOT NULL)
+"""
+
+_DEPLOYS = """
+INSERT INTO deploys
+SELECT release, coalesce(environment, 'production'), wt_ts(timestamp) FROM raw
+WHERE type = 'deploy' AND release IS NOT NULL
+"""
+
+# Release-health session updates (the `session` item payload, one per line).
+_SESSIONS = """
+INSERT INTO sessions
+SELECT sid, did, coalesce(release, json_extract_string(attrs, '$.release')),
+    coalesce(environment, json_extract_string(attrs, '$.environment')), status,
+    wt_ts(started), wt_ts(timestamp), errors
+FROM raw WHERE type = 'session' OR (sid IS NOT NULL AND type IS NULL)
+"""
+
+_LOGS = """
+INSERT INTO logs
+SELECT wt_ts(timestamp), level, body, trace_id,
+    json_extract_string(attributes, '$."sentry.release".value'),
+    json_extract_string(attributes, '$."service.name".value')
+FROM raw WHERE type = 'log'
+"""
+
+
+def insert_statements() -> tuple[str, ...]:
+    """The statements that move the temporary ``raw`` table into the derived tables."""
+    return (_ERRORS, _TRANSACTIONS, _SPANS, _BREADCRUMBS, _DEPLOYS, _SESSIONS, _LOGS)
