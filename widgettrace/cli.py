@@ -673,8 +673,10 @@ def _parser() -> argparse.ArgumentParser:
     config.set_defaults(run=_cmd_config)
 
     from widgettrace.devtools.dev import add_parser as add_dev
+    from widgettrace.mcp_server import add_parser as add_mcp
 
     add_dev(commands)
+    add_mcp(commands)
     return parser
 
 
