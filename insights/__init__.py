@@ -7,10 +7,25 @@ that takes a :class:`Store` and returns plain data (dicts and lists, JSON-ready)
     with open_store(".claude/logs/sentry.log") as store:
         for issue in issues.list_issues(store):
             print(issue["title"], issue["count"])
+
+Views: :mod:`.issues`, :mod:`.releases`, :mod:`.performance`, :mod:`.journeys`, :mod:`.standup`;
+:mod:`.render` turns any of them into text, Markdown or JSON. DuckDB is imported on first use,
+not with this package, so the ``widgettrace`` command starts quickly.
 """
 
 from __future__ import annotations
 
-from widgettrace.insights._store import InsightsError, Store, open_store, store_path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from widgettrace.insights._store import InsightsError, Store, open_store, store_path
 
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from widgettrace.insights import _store
+
+        return getattr(_store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -73,7 +73,7 @@ def release_order(store: Store) -> list[dict[str, Any]]:
         """
         WITH ev AS (
             SELECT release, min(ts) AS first_ts, max(ts) AS last_ts FROM (
-                SELECT release, ts FROM errors UNION ALL SELECT release, ts FROM transactions
+                SELECT release, ts FROM errors UNION ALL SELECT release, start FROM transactions
             ) WHERE release IS NOT NULL GROUP BY release
         ), dep AS (
             SELECT release, min(ts) AS deployed, arg_min(environment, ts) AS environment

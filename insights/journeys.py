@@ -35,10 +35,10 @@ def journeys(
     user_params = [user] if user else []
     users = store.rows(
         f"""
-        SELECT user_id, min(ts) AS first_seen, max(ts) AS last_seen,
+        SELECT user_id, min(t0) AS first_seen, max(t1) AS last_seen,
             count(*) FILTER (WHERE kind = 'error') AS errors
-        FROM (SELECT user_id, ts, 'error' AS kind FROM errors WHERE {cond}
-              UNION ALL SELECT user_id, ts, 'transaction' FROM transactions WHERE {cond})
+        FROM (SELECT user_id, ts AS t0, ts AS t1, 'error' AS kind FROM errors WHERE {cond}
+              UNION ALL SELECT user_id, start, ts, 'transaction' FROM transactions WHERE {cond})
         WHERE {user_cond} GROUP BY user_id ORDER BY errors DESC, last_seen DESC LIMIT ?
         """,
         [*params, *params, *user_params, limit],

@@ -73,6 +73,7 @@ def breakdown(
                 "share": (r["self_ms"] or 0.0) / total,
             }
             for r in rows[:parts]
+            if (r["self_ms"] or 0.0) / total >= 0.005
         ]
         out.append({"name": name, "total_ms": total, "parts": shares})
     return out

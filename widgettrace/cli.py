@@ -672,6 +672,11 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     config.set_defaults(run=_cmd_config)
 
+    # The reading side (issues, releases, perf, journeys, standup, deploy, report, watch).
+    from widgettrace.insights.cli import add_commands
+
+    add_commands(commands)
+
     from widgettrace.devtools.dev import add_parser as add_dev
     from widgettrace.mcp_server import add_parser as add_mcp
 
