@@ -19,6 +19,7 @@ from widgettrace.insights import performance as performance_view
 from widgettrace.insights import releases as releases_view
 from widgettrace.insights import standup as standup_view
 from widgettrace.insights._query import Window, release_order
+from widgettrace.insights.agent_cost import cost as cost_view
 from widgettrace.insights.agent_search import search_events as search_view
 from widgettrace.insights.agent_trace import get_trace as trace_view
 from widgettrace.mcp_server._backend import (
@@ -157,9 +158,10 @@ class Standup(BaseModel):
 class Cost(BaseModel):
     group_by: str
     rows: list[dict[str, Any]] = Field(
-        description="Per group: cost_usd, input/output tokens, LLM calls; highest cost first."
+        description="Per group: key, cost_usd, tokens, input_tokens, output_tokens, and calls "
+        "and unpriced calls (or transactions, by release); highest cost first."
     )
-    total_usd: float
+    total_usd: float = Field(description="The cost of all groups (not only this page).")
 
 
 # --- the tools ----------------------------------------------------------------------------------
@@ -437,6 +439,26 @@ class Tools:
         markdown = _render_standup(data) if format in ("markdown", "both") else None
         return Standup(markdown=markdown, data=data if format in ("json", "both") else None)
 
+    def cost(
+        self,
+        group_by: Annotated[
+            Literal["block", "iteration", "model", "release"],
+            Field(description="block (agent), iteration (cascade), model, or release."),
+        ] = "model",
+        since: Since = None,
+        until: Until = None,
+        release: Release = None,
+        service: Service = None,
+        limit: Limit = 20,
+    ) -> Cost:
+        """LLM cost and tokens by agent block, cascade iteration, model or release, highest
+        first (calls without a known price are counted as unpriced, not as cost)."""
+        with self.backend.store() as store:
+            window = self._window(store, since, until, release, service)
+            rows = cost_view(store, window, group_by=group_by)
+        total = sum(float(r.get("cost_usd") or 0.0) for r in rows)
+        return Cost(group_by=group_by, rows=bounded(rows[:limit]), total_usd=round(total, 6))
+
     def standup_data(self, since: str | None = None, service: str | None = None) -> dict[str, Any]:
         with self.backend.store() as store:
             start = self._since(store, since)
@@ -462,13 +484,7 @@ def _only(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _render_standup(data: dict[str, Any]) -> str:
-    try:
-        from widgettrace.insights import render
-    except ImportError:
-        render = None
-    if render is not None and hasattr(render, "standup_markdown"):
-        text: str = render.standup_markdown(data)
-        return text
-    import json
+    from widgettrace.insights.render import render
 
-    return "```json\n" + json.dumps(data, indent=2, default=str)[:20000] + "\n```\n"
+    text: str = render("standup", data, "markdown")
+    return text
