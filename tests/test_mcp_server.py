@@ -339,3 +339,72 @@ def test_refuses_to_trace_into_the_log_it_serves(small_log: Path) -> None:
     )
     assert result.returncode == 2
     assert "is the log being served" in result.stderr
+
+
+# --- an agent's flow, checked against the insights CLI ------------------------------------------
+
+
+def _cli_json(*args: str) -> Any:
+    result = subprocess.run(
+        [str(BIN / "widgettrace"), *args, "--format", "json"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_agent_flow_matches_the_insights_cli(example_log: Path, tmp_path: Path) -> None:
+    """A plain client does what a QA agent would: list_issues -> get_issue -> get_trace."""
+    answers: dict[str, Any] = {}
+
+    async def agent(client: Client) -> None:
+        page = (await client.call_tool("list_issues", {"limit": 100})).structured_content
+        assert page is not None
+        answers["issues"] = page["issues"]
+        worst = page["issues"][0]
+        detail = await client.call_tool("get_issue", {"issue_id": worst["issue_id"]})
+        answers["detail"] = detail.structured_content
+        trace_id = answers["detail"]["issue"]["latest_trace"]
+        tree = await client.call_tool("get_trace", {"trace_id": trace_id, "max_spans": 2000})
+        answers["trace"] = tree.structured_content
+
+    params = StdioServerParameters(
+        command=str(BIN / "widgettrace"),
+        args=["mcp", "--log", str(example_log), "--trace-log", str(tmp_path / "own.log")],
+        env=_env(),
+    )
+    _run(params, agent)
+
+    cli = _cli_json("issues", str(example_log))
+    assert [(i["issue_id"], i["count"], i["title"], i["status"]) for i in answers["issues"]] == [
+        (i["group_key"], i["count"], i["title"], i["status"]) for i in cli
+    ]
+    worst = cli[0]
+    assert answers["detail"]["issue"]["latest_event"] == worst["latest_event"]
+    assert answers["detail"]["issue"]["latest_trace"] == worst["latest_trace"]
+
+    # The trace, counted straight from the log's lines (not through insights).
+    records = [json.loads(line) for line in example_log.read_text().splitlines() if line]
+    in_trace = [
+        r
+        for r in records
+        if r.get("type") == "transaction"
+        and r["contexts"]["trace"]["trace_id"] == worst["latest_trace"]
+    ]
+    span_ids = {r["contexts"]["trace"]["span_id"] for r in in_trace} | {
+        s["span_id"] for r in in_trace for s in r.get("spans") or []
+    }
+    trace = answers["trace"]
+    assert trace["transactions"] == len(in_trace)
+    assert trace["spans"] == len(span_ids)
+    assert not trace["truncated"]
+
+    def count(nodes: list[dict[str, Any]]) -> int:
+        return sum(1 + count(n["children"]) for n in nodes)
+
+    assert count(trace["roots"]) == len(span_ids)
+    services = {r.get("tags", {}).get("service.name") for r in in_trace} - {None}
+    assert set(trace["services"]) == services
