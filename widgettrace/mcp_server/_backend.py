@@ -4,6 +4,8 @@
 before each call brings it up to date with what was appended (at most every
 ``refresh_interval`` seconds: a tool call must stay cheap). DuckDB connections are not shared
 between threads, so calls are serialised by a lock (tools run on worker threads).
+:attr:`Backend.version` goes up whenever new lines were ingested, which is what the tools' answer
+cache keys on: the same question about an unchanged log is answered once.
 
 Everything handed back to a client goes through :func:`bounded`: strings are cut at
 ``MAX_STRING`` characters, and secrets are scrubbed once more (the log is scrubbed when written;
@@ -148,6 +150,8 @@ class Backend:
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._refreshed = 0.0
+        #: Goes up each time a refresh ingests new lines (answers computed before are stale).
+        self.version = 0
 
     def open(self) -> None:
         """Ingest now (the server does this at start, so the first call is fast)."""
@@ -162,9 +166,15 @@ class Backend:
                 self._store = open_store(self.log, persist=self.persist)
                 self._refreshed = now
             elif now - self._refreshed >= self.refresh_interval:
-                self._store.refresh()
+                if self._store.refresh():
+                    self.version += 1
                 self._refreshed = now
             yield self._store
+
+    def current_version(self) -> int:
+        """:attr:`version` after bringing the store up to date (when the interval allows)."""
+        with self.store():
+            return self.version
 
     def close(self) -> None:
         with self._lock:

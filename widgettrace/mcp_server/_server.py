@@ -133,7 +133,7 @@ def build_server(backend: Backend) -> WidgetTraceMCPServer:
     )
     def issue_resource(issue_id: str) -> str:
         try:
-            detail = tools.get_issue(issue_id)
+            detail = tools.get_issue(issue_id=issue_id)
         except BadArgument as exc:
             raise _invalid(str(exc)) from None
         return json.dumps(detail.model_dump(mode="json"), indent=1)

@@ -8,7 +8,13 @@ schema with a description per argument; outputs are pydantic models, so each cal
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -34,6 +40,12 @@ from widgettrace.mcp_server._backend import (
 from widgettrace.mcp_server._rawevent import find_event, stack_frames
 
 __all__ = ["Tools"]
+
+_T = TypeVar("_T")
+#: Answers kept per server; an answer is reused while the log is unchanged and for at most
+#: ``_CACHE_TTL`` seconds (relative windows such as "the last 24 h" move on).
+_CACHE_SIZE = 128
+_CACHE_TTL = 30.0
 
 # --- argument types (the descriptions are what an agent reads) ----------------------------------
 
@@ -167,6 +179,16 @@ class Cost(BaseModel):
 # --- the tools ----------------------------------------------------------------------------------
 
 
+def _answer_cache(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Serve a tool's repeated question from :meth:`Tools._cached` (signature kept for the SDK)."""
+
+    @functools.wraps(method)
+    def cached(self: Tools, **kwargs: Any) -> _T:
+        return self._cached(method.__name__, kwargs, lambda: method(self, **kwargs))
+
+    return cached
+
+
 def _issue(row: dict[str, Any]) -> Issue:
     return Issue(
         issue_id=row["group_key"],
@@ -195,6 +217,27 @@ class Tools:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self._cache: OrderedDict[str, tuple[int, float, Any]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, name: str, args: dict[str, Any], compute: Callable[[], _T]) -> _T:
+        """``compute()``, or the answer to the same question while the log is unchanged."""
+        key = name + json.dumps(args, sort_keys=True, default=str)
+        version = self.backend.current_version()
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == version and hit[1] > now:
+                self._cache.move_to_end(key)
+                result: _T = hit[2]
+                return result
+        result = compute()  # errors are not cached: BadArgument propagates
+        with self._cache_lock:
+            self._cache[key] = (version, now + _CACHE_TTL, result)
+            self._cache.move_to_end(key)
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return result
 
     # -- shared --------------------------------------------------------------------------------
     def _since(self, store: Store, since: str | None) -> float | None:
@@ -219,6 +262,7 @@ class Tools:
         return Window(since=start, until=end, release=release or None, service=service or None)
 
     # -- tools ----------------------------------------------------------------------------------
+    @_answer_cache
     def list_issues(
         self,
         since: Since = None,
@@ -244,6 +288,7 @@ class Tools:
             next_cursor=_page(len(rows), offset, len(page)),
         )
 
+    @_answer_cache
     def get_issue(
         self,
         issue_id: Annotated[str, Field(description="An issue_id from list_issues.")],
@@ -297,6 +342,7 @@ class Tools:
         )
         return list(reversed(rows))
 
+    @_answer_cache
     def search_events(
         self,
         query: Annotated[
@@ -331,6 +377,7 @@ class Tools:
             next_cursor=_page(found["total"], offset, len(events)),
         )
 
+    @_answer_cache
     def get_trace(
         self,
         trace_id: Annotated[
@@ -348,6 +395,7 @@ class Tools:
             raise BadArgument(f"trace_id={trace_id!r}: no transaction of that trace in the log")
         return TraceTree(**bounded(tree))
 
+    @_answer_cache
     def release_health(
         self,
         release: Annotated[
@@ -386,6 +434,7 @@ class Tools:
             }
         return ReleaseHealth(releases=bounded(chosen[-MAX_LIMIT:]), comparison=bounded(comparison))
 
+    @_answer_cache
     def performance(
         self,
         since: Since = None,
@@ -419,6 +468,7 @@ class Tools:
             next_cursor=_page(len(rows), offset, len(page)),
         )
 
+    @_answer_cache
     def standup(
         self,
         since: Annotated[
@@ -439,6 +489,7 @@ class Tools:
         markdown = _render_standup(data) if format in ("markdown", "both") else None
         return Standup(markdown=markdown, data=data if format in ("json", "both") else None)
 
+    @_answer_cache
     def cost(
         self,
         group_by: Annotated[
