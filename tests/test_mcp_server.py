@@ -185,7 +185,8 @@ def test_streamable_http_on_loopback(example_log: Path, tmp_path: Path) -> None:
         listening = subprocess.run(
             ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=False
         ).stdout
-        assert f"127.0.0.1:{port}" in listening and "0.0.0.0" not in listening, listening
+        local = [line.split()[3] for line in listening.splitlines() if line.strip()]
+        assert local == [f"127.0.0.1:{port}"], listening
         got: dict[str, Any] = {}
 
         async def body(client: Client) -> None:

@@ -326,6 +326,13 @@ class Tools:
             return []
         ts = float(latest.get("ts") or 0.0)
         user = latest.get("user_id")
+        if not user and trace_id:
+            # A widget deep in the call chain often knows no user; the request that called it did.
+            user = store.scalar(
+                "SELECT any_value(user_id) FROM transactions WHERE trace_id = ? "
+                "AND user_id IS NOT NULL",
+                [trace_id],
+            )
         if user:
             found = journeys_view.journeys(store, user=user, max_actions=2000, limit=1)
             actions = found[0]["actions"] if found else []
@@ -333,11 +340,11 @@ class Tools:
             return before[-steps:]
         if not trace_id:
             return []
-        # No user: the trace itself, in order, up to the error.
+        # No user at all: the trace itself, in order, up to the error.
         rows = store.rows(
             "SELECT start AS ts, 'span' AS kind, coalesce(description, op) AS text, "
-            "outcome = 'failure' AS failed FROM spans WHERE trace_id = ? AND start <= ? "
-            "ORDER BY start DESC LIMIT ?",
+            "coalesce(outcome = 'failure', false) AS failed FROM spans "
+            "WHERE trace_id = ? AND start <= ? ORDER BY start DESC LIMIT ?",
             [trace_id, ts, steps],
         )
         return list(reversed(rows))
