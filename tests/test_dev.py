@@ -21,10 +21,12 @@ from typing import Any
 
 from receivers.bugsink import BugsinkServer
 from receivers.example import DESIGNED_ERRORS
-from receivers.spotlight import SpotlightEnvelope, SpotlightServer, items_of
+from receivers.spotlight import PACKAGE_DIR, SpotlightEnvelope, SpotlightServer, items_of
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+#: Where scripts/setup-receivers.sh installed Spotlight (an installed wheel's copy has no modules).
+SPOTLIGHT = ["--spotlight-dir", str(PACKAGE_DIR)]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -62,7 +64,8 @@ def test_dev_runs_the_example_against_spotlight_and_bugsink(tmp_path: Path) -> N
     log = tmp_path / "dev.err"
     local_log = tmp_path / "sentry.log"
     command = [
-        str(BIN / "widgettrace"), "dev", "--bugsink", "--workdir", str(tmp_path / "dev"), "--",
+        str(BIN / "widgettrace"), "dev", "--bugsink", *SPOTLIGHT,
+        "--workdir", str(tmp_path / "dev"), "--",
         str(BIN / "python"), str(REPO / "tests" / "peers" / "dev_child.py"), str(tmp_path),
         str(BIN / "opentelemetry-instrument"), "python", "examples/run.py",
         "--workdir", str(tmp_path / "world"),
@@ -124,7 +127,7 @@ def test_ctrl_c_stops_what_dev_started(tmp_path: Path) -> None:
     log = tmp_path / "dev.err"
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            [str(BIN / "widgettrace"), "dev", "--workdir", str(tmp_path / "dev")],
+            [str(BIN / "widgettrace"), "dev", *SPOTLIGHT, "--workdir", str(tmp_path / "dev")],
             env=_env(),
             stderr=err,
         )
@@ -164,7 +167,7 @@ def test_missing_node_says_what_to_install(tmp_path: Path) -> None:
 def test_missing_bugsink_venv_says_what_to_install(tmp_path: Path) -> None:
     venv = tmp_path / "no-venv"
     result = subprocess.run(
-        [str(BIN / "widgettrace"), "dev", "--bugsink", "--bugsink-venv", str(venv),
+        [str(BIN / "widgettrace"), "dev", "--bugsink", "--bugsink-venv", str(venv), *SPOTLIGHT,
          "--workdir", str(tmp_path / "dev"), "--", "true"],
         env=_env(),
         capture_output=True,

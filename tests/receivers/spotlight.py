@@ -30,7 +30,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-from widgettrace.devtools.spotlight import NODE_DIR, Spotlight, SpotlightUnavailable
+from widgettrace.devtools.spotlight import Spotlight, SpotlightUnavailable
 
 __all__ = [
     "PACKAGE_DIR",
@@ -41,7 +41,9 @@ __all__ = [
     "parse_sse",
 ]
 
-PACKAGE_DIR = NODE_DIR
+#: The source checkout's node directory, where scripts/setup-receivers.sh installs the packages
+#: (the tests may run against an installed wheel, whose copy has no node_modules).
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "widgettrace" / "devtools" / "spotlight_node"
 
 
 @dataclass
@@ -100,7 +102,9 @@ class SpotlightServer(Spotlight):
     """One Spotlight sidecar process (see the module docstring), with the reading back."""
 
     def __init__(self, workdir: Path, *, node: str | None = None) -> None:
-        super().__init__(workdir, node=node or os.environ.get("WIDGETTRACE_NODE"))
+        super().__init__(
+            workdir, node=node or os.environ.get("WIDGETTRACE_NODE"), node_dir=PACKAGE_DIR
+        )
 
     def start(self, timeout: float = 30.0) -> SpotlightServer:
         super().start(timeout)

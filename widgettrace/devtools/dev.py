@@ -81,12 +81,13 @@ def run_dev(
     project: str = "widgettrace-dev",
     bugsink_venv_dir: Path | None = None,
     spotlight_port: int = 0,
+    spotlight_dir: Path | None = None,
     err: TextIO = sys.stderr,
 ) -> int:
     """Start the UIs, run ``command`` (or wait for Ctrl-C when empty), stop them; exit status."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="widgettrace-dev-"))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    spotlight = Spotlight(workdir / "spotlight", port=spotlight_port)
+    spotlight = Spotlight(workdir / "spotlight", port=spotlight_port, node_dir=spotlight_dir)
     sink: BugsinkServer | None = None
     try:
         try:
@@ -143,6 +144,7 @@ def _cmd_dev(args: argparse.Namespace, out: TextIO) -> int:
         project=args.project,
         bugsink_venv_dir=args.bugsink_venv,
         spotlight_port=args.spotlight_port,
+        spotlight_dir=args.spotlight_dir,
     )
 
 
@@ -155,6 +157,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     dev.add_argument("--bugsink", action="store_true", help="also start Bugsink (errors, issues)")
     dev.add_argument("--spotlight-port", type=int, default=0, metavar="PORT", help="(any free)")
+    dev.add_argument(
+        "--spotlight-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="Spotlight's serve.mjs and node_modules (default: the package's spotlight_node/)",
+    )
     dev.add_argument("--project", default="widgettrace-dev", help="Bugsink project name")
     dev.add_argument(
         "--bugsink-venv",

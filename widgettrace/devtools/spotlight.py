@@ -42,19 +42,28 @@ class SpotlightUnavailable(RuntimeError):
     """Spotlight could not be started; the message says what is missing and how to install it."""
 
 
-def install_hint() -> str:
-    """The exact commands that make Spotlight startable here."""
+def install_hint(node_dir: Path = NODE_DIR) -> str:
+    """The exact commands that make Spotlight startable from ``node_dir``."""
     return (
         "install Node.js and npm (Debian/Ubuntu: `apt-get install nodejs npm`), then "
-        f"`npm ci --prefix {NODE_DIR}` (or, in a widgettrace checkout, scripts/setup-receivers.sh)"
+        f"`npm ci --prefix {node_dir}` (or, in a widgettrace checkout, scripts/setup-receivers.sh)"
     )
 
 
 class Spotlight:
     """One Spotlight sidecar process, in its own process group (see the module docstring)."""
 
-    def __init__(self, workdir: Path, *, node: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        node: str | None = None,
+        port: int = 0,
+        node_dir: Path | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
+        #: ``serve.mjs`` and its ``node_modules`` (default: beside this module).
+        self.node_dir = Path(node_dir) if node_dir is not None else NODE_DIR
         self.node = node or shutil.which("node") or ""
         self.port = port
         self._proc: subprocess.Popen[bytes] | None = None
@@ -78,10 +87,11 @@ class Spotlight:
         if self._proc is not None:
             return self
         if not self.node:
-            raise SpotlightUnavailable(f"node is not on PATH: {install_hint()}")
-        if not (NODE_DIR / "node_modules" / "@spotlightjs" / "spotlight").is_dir():
+            raise SpotlightUnavailable(f"node is not on PATH: {install_hint(self.node_dir)}")
+        if not (self.node_dir / "node_modules" / "@spotlightjs" / "spotlight").is_dir():
             raise SpotlightUnavailable(
-                f"Spotlight's npm packages are not installed in {NODE_DIR}: {install_hint()}"
+                f"Spotlight's npm packages are not installed in {self.node_dir}: "
+                + install_hint(self.node_dir)
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
         # The sidecar must not inherit the app's telemetry settings (nor report to them).
@@ -93,8 +103,8 @@ class Spotlight:
         log = self._log_path.open("ab")
         try:
             self._proc = subprocess.Popen(
-                [self.node, str(NODE_DIR / "serve.mjs"), str(self.port)],
-                cwd=NODE_DIR,
+                [self.node, str(self.node_dir / "serve.mjs"), str(self.port)],
+                cwd=self.node_dir,
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=log,
