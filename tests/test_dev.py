@@ -20,24 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from receivers.bugsink import BugsinkServer
-from receivers.example import DESIGNED_ERRORS
+from receivers.example import DESIGNED_ERRORS, clean_env
 from receivers.spotlight import PACKAGE_DIR, SpotlightEnvelope, SpotlightServer, items_of
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 #: Where scripts/setup-receivers.sh installed Spotlight (an installed wheel's copy has no modules).
 SPOTLIGHT = ["--spotlight-dir", str(PACKAGE_DIR)]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SENTRY_", "OTEL_", "WIDGETTRACE_")) and k != "PYTHONPATH"
-    }
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra)
-    return env
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -72,7 +61,7 @@ def test_dev_runs_the_example_against_spotlight_and_bugsink(tmp_path: Path) -> N
     ]  # fmt: skip
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            command, cwd=REPO, env=_env(WIDGETTRACE_LOG_PATH=str(local_log)), stderr=err
+            command, cwd=REPO, env=clean_env(WIDGETTRACE_LOG_PATH=str(local_log)), stderr=err
         )
     try:
         _wait_for(tmp_path / "app.rc", proc, log, timeout=240)
@@ -128,7 +117,7 @@ def test_ctrl_c_stops_what_dev_started(tmp_path: Path) -> None:
     with log.open("wb") as err:
         proc = subprocess.Popen(
             [str(BIN / "widgettrace"), "dev", *SPOTLIGHT, "--workdir", str(tmp_path / "dev")],
-            env=_env(),
+            env=clean_env(),
             stderr=err,
         )
     try:
@@ -152,7 +141,7 @@ def test_ctrl_c_stops_what_dev_started(tmp_path: Path) -> None:
 def test_missing_node_says_what_to_install(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(BIN / "widgettrace"), "dev", "--workdir", str(tmp_path), "--", "true"],
-        env=_env(PATH=str(BIN)),
+        env=clean_env(PATH=str(BIN)),
         capture_output=True,
         text=True,
         timeout=60,
@@ -169,7 +158,7 @@ def test_missing_bugsink_venv_says_what_to_install(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(BIN / "widgettrace"), "dev", "--bugsink", "--bugsink-venv", str(venv), *SPOTLIGHT,
          "--workdir", str(tmp_path / "dev"), "--", "true"],
-        env=_env(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
-from receivers.example import DESIGNED_ERRORS, run_example
+from receivers.example import DESIGNED_ERRORS, clean_env, run_example
 
 from widgettrace.mcp_server._backend import Backend
 from widgettrace.mcp_server._server import TOOL_NAMES, build_server
@@ -51,16 +50,6 @@ def example_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _digest(path: Path) -> tuple[str, int]:
     data = path.read_bytes()
     return hashlib.sha256(data).hexdigest(), path.stat().st_mtime_ns
-
-
-def _env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SENTRY_", "OTEL_", "WIDGETTRACE_")) and k != "PYTHONPATH"
-    }
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
 
 
 def _run(client_target: Any, body: Callable[[Client], Awaitable[None]]) -> None:
@@ -138,7 +127,7 @@ def test_stdio_every_tool_read_only_and_traced_elsewhere(example_log: Path, tmp_
     params = StdioServerParameters(
         command=str(BIN / "widgettrace"),
         args=["mcp", "--log", str(example_log), "--trace-log", str(own)],
-        env=_env(),
+        env=clean_env(),
     )
     _run(params, _exercise_every_tool)
     assert _digest(example_log) == before, "the served log was written"
@@ -165,7 +154,7 @@ def test_streamable_http_on_loopback(example_log: Path, tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [str(BIN / "widgettrace"), "mcp", "--log", str(example_log), "--http", str(port),
              "--trace-log", "off"],
-            env=_env(),
+            env=clean_env(),
             stderr=stderr,
         )  # fmt: skip
     try:
@@ -331,7 +320,7 @@ def test_resources_latest_standup_and_each_open_issue(small_log: Path) -> None:
 def test_refuses_to_trace_into_the_log_it_serves(small_log: Path) -> None:
     result = subprocess.run(
         [str(BIN / "widgettrace"), "mcp", "--log", str(small_log), "--trace-log", str(small_log)],
-        env=_env(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -348,7 +337,7 @@ def test_refuses_to_trace_into_the_log_it_serves(small_log: Path) -> None:
 def _cli_json(*args: str) -> Any:
     result = subprocess.run(
         [str(BIN / "widgettrace"), *args, "--format", "json"],
-        env=_env(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -375,7 +364,7 @@ def test_agent_flow_matches_the_insights_cli(example_log: Path, tmp_path: Path) 
     params = StdioServerParameters(
         command=str(BIN / "widgettrace"),
         args=["mcp", "--log", str(example_log), "--trace-log", str(tmp_path / "own.log")],
-        env=_env(),
+        env=clean_env(),
     )
     _run(params, agent)
 

@@ -20,12 +20,10 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,37 +42,30 @@ __all__ = [
 
 MAX_LIMIT = 100
 MAX_STRING = 2000
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class BadArgument(ValueError):
     """A tool argument the server cannot use (the message says which and why)."""
 
 
-def parse_time(value: str | None, name: str, *, now: float | None = None) -> float | None:
-    """``"24h"``/``"7d"`` (ago), ISO 8601 or epoch seconds -> epoch seconds (``None`` stays)."""
+def parse_time(value: str | None, name: str) -> float | None:
+    """``"24h"``/``"7d"`` (ago), ISO 8601 or epoch seconds -> epoch seconds (``None`` stays).
+
+    The insights CLI's parser (one grammar for ``--since`` and the tools' ``since``).
+    """
     if value is None or not value.strip():
         return None
-    text = value.strip()
-    now = time.time() if now is None else now
-    relative = _RELATIVE.match(text)
-    if relative:
-        return now - float(relative.group(1)) * _UNITS[relative.group(2)]
+    from argparse import ArgumentTypeError
+
+    from widgettrace.insights.cli import parse_since
+
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return float(parse_since(value))
+    except ArgumentTypeError:
         raise BadArgument(
             f"{name}={value!r} is not a time: use e.g. '24h', '7d', an ISO 8601 timestamp "
             "or epoch seconds"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def encode_cursor(offset: int) -> str:
