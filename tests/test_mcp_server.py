@@ -398,3 +398,23 @@ def test_agent_flow_matches_the_insights_cli(example_log: Path, tmp_path: Path) 
     assert count(trace["roots"]) == len(span_ids)
     services = {r.get("tags", {}).get("service.name") for r in in_trace} - {None}
     assert set(trace["services"]) == services
+
+
+def test_answers_follow_the_log_as_it_grows(small_log: Path) -> None:
+    backend = Backend(small_log, persist=False, refresh_interval=0.0)
+    backend.open()
+    server = build_server(backend)
+
+    async def body(client: Client) -> None:
+        first = (await client.call_tool("list_issues", {})).structured_content
+        assert first is not None and first["total"] == 8
+        again = (await client.call_tool("list_issues", {})).structured_content
+        assert again == first  # the same question, the log unchanged: the same answer
+        write_lines(
+            small_log, [error_event(time.time(), "LateError", "cascade", "late", release="app@2")]
+        )
+        after = (await client.call_tool("list_issues", {})).structured_content
+        assert after is not None and after["total"] == 9
+        assert any(i["title"].startswith("LateError") for i in after["issues"])
+
+    _run(server, body)

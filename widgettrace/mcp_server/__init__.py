@@ -86,6 +86,7 @@ def serve(
         print(f"widgettrace mcp: {exc}", file=err)
         return 1
     server = build_server(backend)
+    server.tools.warm()
     try:
         if http_port is None:
             anyio.run(server.run_stdio_async)

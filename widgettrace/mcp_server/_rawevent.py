@@ -22,20 +22,23 @@ _MAX_ROTATED = 100
 
 def find_event(log: Path, event_id: str) -> dict[str, Any] | None:
     """The record with ``event_id`` from ``log`` or its rotated files (newest first)."""
-    if not event_id.isalnum():
+    if not event_id or not event_id.isalnum():
         return None
-    for spacing in (b": ", b":"):
-        needle = b'"event_id"' + spacing + b'"' + event_id.encode() + b'"'
-        for path in [log, *rotated_paths(log, _MAX_ROTATED)]:
-            if not path.exists() and path != log:
-                break
-            found = _search_spaced(path, needle, event_id)
-            if found is not None:
-                return found
+    # The bare id, not '"event_id":"..."': writers differ in spacing, and one pass is enough
+    # (a hit elsewhere, e.g. a link to the event, is checked and skipped).
+    needle = event_id.encode()
+    for path in [log, *rotated_paths(log, _MAX_ROTATED)]:
+        if not path.exists():
+            if path == log:
+                continue
+            break
+        found = _search(path, needle, event_id)
+        if found is not None:
+            return found
     return None
 
 
-def _search_spaced(path: Path, needle: bytes, event_id: str) -> dict[str, Any] | None:
+def _search(path: Path, needle: bytes, event_id: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as f:
             if f.seek(0, 2) == 0:

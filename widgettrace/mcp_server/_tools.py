@@ -45,7 +45,7 @@ _T = TypeVar("_T")
 #: Answers kept per server; an answer is reused while the log is unchanged and for at most
 #: ``_CACHE_TTL`` seconds (relative windows such as "the last 24 h" move on).
 _CACHE_SIZE = 128
-_CACHE_TTL = 30.0
+_CACHE_TTL = 300.0
 
 # --- argument types (the descriptions are what an agent reads) ----------------------------------
 
@@ -523,6 +523,13 @@ class Tools:
             data = standup_view.standup(store, since=start, service=service or None)
         result: dict[str, Any] = bounded(data)
         return result
+
+    def warm(self) -> None:
+        """Answer the questions an agent asks first (default issues, standup, performance) now,
+        so the first calls after start-up are served from the cache."""
+        self.list_issues()
+        self.standup()
+        self.performance()
 
     def open_issues(self) -> list[Issue]:
         """Issues not resolved, most events first (for the resource list)."""
