@@ -893,6 +893,9 @@ class _ErrorSink:
                     contexts[name] = self.scrubber.data(values)
         if data.breadcrumbs:
             event["breadcrumbs"] = {"values": list(data.breadcrumbs)}
+        fingerprint = report.fingerprint or data.fingerprint
+        if fingerprint:
+            event["fingerprint"] = list(fingerprint)
         hint["widgettrace"] = True
         sentry_sdk.capture_event(event, hint=hint)  # type: ignore[arg-type]
 
@@ -1051,4 +1054,17 @@ def configure_sentry(
     kwargs.update(processor_options)
     processor = WidgetTraceSpanProcessor(**kwargs)
     wscope.set_error_sink(_ErrorSink(processor._resource_tags, bool(settings.send_default_pii)))
+    _start_alerts(settings, transport)
     return processor
+
+
+def _start_alerts(settings: Any, transport: Any) -> None:
+    """WIDGETTRACE_ALERT_WEBHOOK: a separate watcher process follows the local log."""
+    webhook = getattr(settings, "alert_webhook", None)
+    log = getattr(transport, "path", None)
+    if not webhook or log is None:
+        return
+    with internal_errors("sentry.start_alerts"):
+        from widgettrace.insights.background import start_watcher
+
+        start_watcher(log, webhook)

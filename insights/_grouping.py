@@ -118,12 +118,11 @@ SELECT
     coalesce(level, 'error'),
     release,
     environment,
-    coalesce(json_extract_string(tags, '$."service.name"'), server_name),
+    coalesce(tags."service.name", server_name),
     wt_user("user"),
-    coalesce(json_extract_string(contexts, '$.trace.data."session.id"'),
-             json_extract_string(tags, '$."session.id"')),
-    json_extract_string(contexts, '$.trace.trace_id'),
-    json_extract_string(contexts, '$.trace.span_id'),
+    coalesce(contexts.trace.data."session.id", tags."session.id"),
+    contexts.trace.trace_id,
+    contexts.trace.span_id,
     transaction,
     json_extract_string(main, '$.type'),
     left(coalesce(json_extract_string(main, '$.value'), msg), 300),
@@ -142,7 +141,9 @@ SELECT
             list_transform(fp, lambda f:
                 CASE WHEN f = '{{{{ default }}}}' THEN default_key ELSE f END),
             chr(31))
-        ELSE default_key END), 16)
+        ELSE default_key END), 16),
+    logger,
+    coalesce(tags.category, tags.tool, tags."test.outcome")
 FROM d
 """
 
@@ -150,30 +151,39 @@ _TRANSACTIONS = """
 INSERT INTO transactions
 SELECT
     event_id,
-    json_extract_string(contexts, '$.trace.trace_id'),
-    json_extract_string(contexts, '$.trace.span_id'),
+    contexts.trace.trace_id,
+    contexts.trace.span_id,
     transaction,
-    json_extract_string(contexts, '$.trace.op'),
-    coalesce(json_extract_string(contexts, '$.trace.status'), 'ok'),
+    contexts.trace.op,
+    coalesce(contexts.trace.status, 'ok'),
     wt_ts(start_timestamp),
     wt_ts(timestamp),
     (wt_ts(timestamp) - wt_ts(start_timestamp)) * 1000.0,
     release,
     environment,
-    coalesce(json_extract_string(tags, '$."service.name"'), server_name),
+    coalesce(tags."service.name", server_name),
     wt_user("user"),
-    json_extract_string(contexts, '$.trace.data."session.id"'),
+    contexts.trace.data."session.id",
     coalesce(list_sum(list_transform(spans, lambda s:
-        TRY_CAST(json_extract(s.data, '$."gen_ai.cost.total_tokens"') AS DOUBLE))), 0),
+        TRY_CAST(s.data."gen_ai.cost.total_tokens" AS DOUBLE))), 0),
     coalesce(list_sum(list_transform(spans, lambda s: CASE WHEN s.op <> 'gen_ai.invoke_agent' THEN
-        coalesce(TRY_CAST(json_extract(s.data, '$."gen_ai.usage.input_tokens"') AS BIGINT), 0)
-        + coalesce(TRY_CAST(json_extract(s.data, '$."gen_ai.usage.output_tokens"') AS BIGINT), 0)
+        coalesce(TRY_CAST(s.data."gen_ai.usage.input_tokens" AS BIGINT), 0)
+        + coalesce(TRY_CAST(s.data."gen_ai.usage.output_tokens" AS BIGINT), 0)
         END)), 0),
     len(list_filter(spans, lambda s: s.op = 'widget.discovery'
-        AND json_extract_string(s.data, '$."widget.outcome"') = 'success')),
+        AND s.data."widget.outcome" = 'success')),
     len(list_filter(spans, lambda s: s.op = 'widget.discovery'
-        AND json_extract_string(s.data, '$."widget.outcome"') = 'failure'))
+        AND s.data."widget.outcome" = 'failure'))
 FROM raw WHERE type = 'transaction'
+UNION ALL
+-- Span streaming (span v2 lines): each segment span is what a transaction was.
+SELECT span_id, trace_id, span_id, name, attributes."sentry.op".value, coalesce(status, 'ok'),
+    wt_ts(start_timestamp), wt_ts(end_timestamp),
+    (wt_ts(end_timestamp) - wt_ts(start_timestamp)) * 1000.0,
+    attributes."sentry.release".value, attributes."sentry.environment".value,
+    attributes."service.name".value, attributes."user.id".value, NULL,
+    0, 0, 0, 0
+FROM raw WHERE type = 'span' AND is_segment
 """
 
 # Child spans plus the root (the transaction itself), each with its self time: its duration
@@ -181,26 +191,30 @@ FROM raw WHERE type = 'transaction'
 _SPANS = """
 INSERT INTO spans
 WITH s AS (
-    SELECT event_id, json_extract_string(contexts, '$.trace.trace_id') AS trace_id,
+    SELECT event_id, contexts.trace.trace_id AS trace_id,
         u.s.span_id AS span_id, u.s.parent_span_id AS parent_span_id, transaction AS txn_name,
         u.s.op AS op, u.s.description AS description,
         wt_ts(u.s.start_timestamp) AS start, wt_ts(u.s.timestamp) AS ts,
         u.s.status AS status,
-        json_extract_string(u.s.data, '$."widget.outcome"') AS outcome,
-        json_extract_string(u.s.data, '$."gen_ai.agent.name"') AS agent,
-        json_extract_string(u.s.data, '$."widget.id"') AS widget_id
+        u.s.data."widget.outcome" AS outcome,
+        u.s.data."gen_ai.agent.name" AS agent,
+        u.s.data."widget.id" AS widget_id
     FROM (SELECT event_id, contexts, transaction, unnest(spans) AS s FROM raw
           WHERE type = 'transaction') AS u
     UNION ALL
-    SELECT event_id, json_extract_string(contexts, '$.trace.trace_id'),
-        json_extract_string(contexts, '$.trace.span_id'), NULL, transaction,
-        json_extract_string(contexts, '$.trace.op'), transaction,
-        wt_ts(start_timestamp), wt_ts(timestamp),
-        json_extract_string(contexts, '$.trace.status'),
-        json_extract_string(contexts, '$.trace.data."widget.outcome"'),
-        json_extract_string(contexts, '$.trace.data."gen_ai.agent.name"'),
-        json_extract_string(contexts, '$.trace.data."widget.id"')
+    SELECT event_id, contexts.trace.trace_id, contexts.trace.span_id, NULL, transaction,
+        contexts.trace.op, transaction, wt_ts(start_timestamp), wt_ts(timestamp),
+        contexts.trace.status, contexts.trace.data."widget.outcome",
+        contexts.trace.data."gen_ai.agent.name", contexts.trace.data."widget.id"
     FROM raw WHERE type = 'transaction'
+    UNION ALL
+    SELECT coalesce(attributes."sentry.segment.id".value, span_id), trace_id, span_id,
+        CASE WHEN NOT coalesce(is_segment, false) THEN parent_span_id END,
+        attributes."sentry.segment.name".value, attributes."sentry.op".value, name,
+        wt_ts(start_timestamp), wt_ts(end_timestamp), status,
+        attributes."widget.outcome".value, attributes."gen_ai.agent.name".value,
+        attributes."widget.id".value
+    FROM raw WHERE type = 'span'
 ), c AS (
     SELECT event_id, parent_span_id, sum(ts - start) AS child FROM s
     WHERE parent_span_id IS NOT NULL GROUP BY ALL
@@ -214,10 +228,8 @@ FROM s LEFT JOIN c ON c.event_id = s.event_id AND c.parent_span_id = s.span_id
 
 _BREADCRUMBS = """
 INSERT INTO breadcrumbs
-SELECT event_id, wt_user("user"), wt_ts(json_extract(b, '$.timestamp')),
-    json_extract_string(b, '$.category'), json_extract_string(b, '$.message'),
-    json_extract_string(b, '$.level')
-FROM (SELECT event_id, "user", unnest(json_extract(breadcrumbs, '$.values[*]')) AS b FROM raw
+SELECT event_id, wt_user("user"), wt_ts(b."timestamp"), b.category, b.message, b.level
+FROM (SELECT event_id, "user", unnest(breadcrumbs."values") AS b FROM raw
       WHERE breadcrumbs IS NOT NULL)
 """
 
@@ -230,17 +242,15 @@ WHERE type = 'deploy' AND release IS NOT NULL
 # Release-health session updates (the `session` item payload, one per line).
 _SESSIONS = """
 INSERT INTO sessions
-SELECT sid, did, coalesce(release, json_extract_string(attrs, '$.release')),
-    coalesce(environment, json_extract_string(attrs, '$.environment')), status,
-    wt_ts(started), wt_ts(timestamp), errors
+SELECT sid, did, coalesce(release, attrs.release), coalesce(environment, attrs.environment),
+    status, wt_ts(started), wt_ts(timestamp), TRY_CAST(errors AS BIGINT)
 FROM raw WHERE type = 'session' OR (sid IS NOT NULL AND type IS NULL)
 """
 
 _LOGS = """
 INSERT INTO logs
-SELECT wt_ts(timestamp), level, body, trace_id,
-    json_extract_string(attributes, '$."sentry.release".value'),
-    json_extract_string(attributes, '$."service.name".value')
+SELECT wt_ts(timestamp), level, body, trace_id, attributes."sentry.release".value,
+    attributes."service.name".value
 FROM raw WHERE type = 'log'
 """
 

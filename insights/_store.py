@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 
@@ -44,7 +44,7 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
@@ -59,48 +59,70 @@ def store_path(log: Path) -> Path:
     return log.with_name(log.name + ".insights.duckdb")
 
 
-# The columns read from each line. Loose parts (tags, contexts, exception) stay JSON so one odd
-# field never turns a whole line into a parse error; hot parts (spans) are typed structs, which
-# DuckDB parses far faster than JSON paths.
-_SPAN = (
-    "STRUCT(span_id VARCHAR, parent_span_id VARCHAR, op VARCHAR, description VARCHAR, "
-    "status VARCHAR, start_timestamp JSON, timestamp JSON, data JSON)"
+# The columns read from each line, typed: DuckDB parses straight into these structs and skips
+# every other field, far faster than keeping JSON text. Leaves are VARCHAR (any JSON scalar
+# reads as text) and are cast later with TRY_CAST, so an odd value never costs a whole line.
+# Only the error-only parts whose shape varies (exception, message, fingerprint) stay JSON.
+_DATA = (
+    'STRUCT("widget.outcome" VARCHAR, "gen_ai.agent.name" VARCHAR, "widget.id" VARCHAR, '
+    '"gen_ai.cost.total_tokens" VARCHAR, "gen_ai.usage.input_tokens" VARCHAR, '
+    '"gen_ai.usage.output_tokens" VARCHAR, "session.id" VARCHAR)'
 )
+# Span v2 and log items carry typed attributes: {"key": {"value": ..., "type": ...}}.
+_ATTRIBUTE_KEYS = (
+    "sentry.op", "sentry.release", "sentry.environment", "sentry.segment.id",
+    "sentry.segment.name", "service.name", "user.id", "widget.outcome", "gen_ai.agent.name",
+    "widget.id", "gen_ai.cost.total_tokens", "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+)
+_ATTRIBUTES = "STRUCT(" + ", ".join(f'"{k}" STRUCT(value VARCHAR)' for k in _ATTRIBUTE_KEYS) + ")"
 _COLUMNS = {
     "type": "VARCHAR",
     "event_id": "VARCHAR",
-    "timestamp": "JSON",
-    "start_timestamp": "JSON",
+    "timestamp": "VARCHAR",
+    "start_timestamp": "VARCHAR",
     "level": "VARCHAR",
     "release": "VARCHAR",
     "environment": "VARCHAR",
     "transaction": "VARCHAR",
     "server_name": "VARCHAR",
-    "user": "JSON",
-    "tags": "JSON",
-    "contexts": "JSON",
+    "user": "STRUCT(id VARCHAR, username VARCHAR, email VARCHAR, ip_address VARCHAR)",
+    "tags": (
+        'STRUCT("service.name" VARCHAR, "session.id" VARCHAR, category VARCHAR, '
+        '"audit.outcome" VARCHAR, tool VARCHAR, "test.outcome" VARCHAR)'
+    ),
+    "logger": "VARCHAR",
+    "contexts": (
+        "STRUCT(trace STRUCT(trace_id VARCHAR, span_id VARCHAR, op VARCHAR, status VARCHAR, "
+        f"data {_DATA}))"
+    ),
     "exception": "JSON",
     "logentry": "JSON",
     "message": "JSON",
     "fingerprint": "JSON",
-    "breadcrumbs": "JSON",
-    "spans": f"{_SPAN}[]",
-    # span v2 / log / session items and deploy markers (flat records)
+    "breadcrumbs": (
+        'STRUCT("values" STRUCT("timestamp" VARCHAR, category VARCHAR, message VARCHAR, '
+        "level VARCHAR)[])"
+    ),
+    "spans": (
+        "STRUCT(span_id VARCHAR, parent_span_id VARCHAR, op VARCHAR, description VARCHAR, "
+        f'status VARCHAR, start_timestamp VARCHAR, "timestamp" VARCHAR, data {_DATA})[]'
+    ),
+    # Flat records: deploy markers, and the span v2 / log / session items of `wire`.
     "name": "VARCHAR",
     "trace_id": "VARCHAR",
     "span_id": "VARCHAR",
     "parent_span_id": "VARCHAR",
-    "end_timestamp": "JSON",
     "status": "VARCHAR",
-    "attributes": "JSON",
+    "is_segment": "BOOLEAN",
+    "end_timestamp": "VARCHAR",
     "body": "VARCHAR",
     "sid": "VARCHAR",
     "did": "VARCHAR",
-    "started": "JSON",
-    "duration": "DOUBLE",
-    "errors": "BIGINT",
-    "attrs": "JSON",
-    "init": "BOOLEAN",
+    "started": "VARCHAR",
+    "errors": "VARCHAR",
+    "attrs": "STRUCT(release VARCHAR, environment VARCHAR)",
+    "attributes": _ATTRIBUTES,
 }
 
 _SCHEMA = """
@@ -112,7 +134,7 @@ CREATE TABLE IF NOT EXISTS errors (
     event_id VARCHAR, ts DOUBLE, level VARCHAR, release VARCHAR, environment VARCHAR,
     service VARCHAR, user_id VARCHAR, session_id VARCHAR, trace_id VARCHAR, span_id VARCHAR,
     transaction VARCHAR, exc_type VARCHAR, exc_value VARCHAR, handled BOOLEAN,
-    culprit VARCHAR, title VARCHAR, group_key VARCHAR
+    culprit VARCHAR, title VARCHAR, group_key VARCHAR, logger VARCHAR, category VARCHAR
 );
 CREATE TABLE IF NOT EXISTS transactions (
     event_id VARCHAR, trace_id VARCHAR, span_id VARCHAR, name VARCHAR, op VARCHAR,
@@ -142,12 +164,9 @@ CREATE TABLE IF NOT EXISTS logs (
 
 # A timestamp is epoch seconds (our processor) or RFC 3339 (the SDK's events).
 _MACROS = """
-CREATE OR REPLACE TEMP MACRO wt_ts(j) AS CASE
-    WHEN json_type(j) IN ('DOUBLE', 'BIGINT', 'UBIGINT') THEN CAST(j AS DOUBLE)
-    ELSE epoch(TRY_CAST(json_extract_string(j, '$') AS TIMESTAMPTZ)) END;
-CREATE OR REPLACE TEMP MACRO wt_user(u) AS coalesce(
-    json_extract_string(u, '$.id'), json_extract_string(u, '$.username'),
-    json_extract_string(u, '$.email'), json_extract_string(u, '$.ip_address'));
+CREATE OR REPLACE TEMP MACRO wt_ts(x) AS
+    coalesce(TRY_CAST(x AS DOUBLE), epoch(TRY_CAST(x AS TIMESTAMPTZ)));
+CREATE OR REPLACE TEMP MACRO wt_user(u) AS coalesce(u.id, u.username, u.email, u.ip_address);
 """
 
 
@@ -299,7 +318,7 @@ class Store:
         return int(lines), int(corrupt)
 
 
-def _last_newline(fh: Any, start: int, size: int) -> int:
+def _last_newline(fh: BinaryIO, start: int, size: int) -> int:
     """The offset just past the last ``\\n`` in ``[start, size)``, or ``start`` if none."""
     pos = size
     block = 1 << 16
@@ -355,6 +374,7 @@ def _copy_range(src: int, dst: int, offset: int, length: int) -> None:
 def _connect(db: Path | None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(db) if db is not None else ":memory:")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 

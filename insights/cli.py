@@ -19,6 +19,8 @@ these commands runs, so ``widgettrace tail`` stays quick to start.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import sys
 import time
@@ -70,7 +72,7 @@ def _open(args: argparse.Namespace) -> Store:
     path = _log_path(args.path)
     store = open_store(path)
     total, corrupt = store.total_lines, store.corrupt_lines
-    if total == 0 or corrupt == total:
+    if total in (0, corrupt):
         store.close()
         if total == 0:
             raise InsightsError(f"the local log {path} is empty")
@@ -135,6 +137,78 @@ def _cmd_deploy(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from widgettrace.insights.html import report_html
+
+    with _open(args) as store:
+        document = report_html(store)
+    Path(args.html).write_text(document, encoding="utf-8")
+    out.write(f"report written to {args.html}\n")
+    return 0
+
+
+def _parent_alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
+    from widgettrace.insights.alerts import Rules, Watcher, WebhookSender, slack_payload
+    from widgettrace.insights.background import hold_watch_lock
+
+    path = _log_path(args.path)
+    webhook = args.webhook or os.environ.get("WIDGETTRACE_ALERT_WEBHOOK") or None
+    rules = Rules(
+        first_seen=not args.no_first_seen,
+        regression=not args.no_regression,
+        spike_factor=args.spike_factor or None,
+        spike_min=args.spike_min,
+        error_rate_per_min=args.error_rate_per_min,
+        p95_ms=args.p95_ms,
+        window_s=args.window_s,
+    )
+    with hold_watch_lock(path) as mine:
+        if not mine:
+            if not args.background:
+                print(f"widgettrace: another watcher follows {path}", file=sys.stderr)
+            return 0 if args.background else 1
+        # The app may start us before it has written its first line.
+        while not path.exists():
+            if not _parent_alive(args.parent_pid):
+                return 0
+            time.sleep(args.interval)
+        watcher = Watcher(path, rules)
+        sender = WebhookSender(webhook) if webhook else None
+        if not args.background:
+            print(f"widgettrace: watching {path}" + (f", alerts to {webhook}" if webhook else ""),
+                  file=sys.stderr, flush=True)
+        try:
+            while _parent_alive(args.parent_pid):
+                for alert in watcher.poll():
+                    if sender is not None:
+                        sender.send(alert)
+                    else:
+                        out.write(json.dumps(slack_payload(alert)) + "\n")
+                        out.flush()
+                if args.once:
+                    break
+                time.sleep(args.interval)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            watcher.close()
+            if sender is not None:
+                sender.close()
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser, *, since: bool = True) -> None:
     parser.add_argument("path", nargs="?", metavar="PATH", help="log file (default: configured)")
     parser.add_argument(
@@ -182,6 +256,31 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--environment", "-e", default="production")
     p.add_argument("--log", default=None, metavar="PATH", help="log file (default: configured)")
     p.set_defaults(run=_guarded(_cmd_deploy))
+
+    p = commands.add_parser("report", help="a self-contained HTML report with plots")
+    p.add_argument("path", nargs="?", metavar="PATH", help="log file (default: configured)")
+    p.add_argument("--html", required=True, metavar="FILE", help="where to write the report")
+    p.set_defaults(run=_guarded(_cmd_report))
+
+    p = commands.add_parser("watch", help="follow the log, POST alerts to a webhook")
+    p.add_argument("path", nargs="?", metavar="PATH", help="log file (default: configured)")
+    p.add_argument("--webhook", default=None, metavar="URL",
+                   help="Slack-compatible webhook (default: WIDGETTRACE_ALERT_WEBHOOK; "
+                        "without one, alerts are printed as JSON lines)")
+    p.add_argument("--interval", type=float, default=0.5, metavar="S", help="poll every S s")
+    p.add_argument("--no-first-seen", action="store_true", help="no alert for new issues")
+    p.add_argument("--no-regression", action="store_true", help="no alert for regressions")
+    p.add_argument("--spike-factor", type=float, default=3.0, metavar="X",
+                   help="alert when an issue's last minute is X times its hourly rate (0: off)")
+    p.add_argument("--spike-min", type=int, default=10, metavar="N")
+    p.add_argument("--error-rate-per-min", type=float, default=None, metavar="N")
+    p.add_argument("--p95-ms", type=float, default=None, metavar="MS")
+    p.add_argument("--window-s", type=float, default=300.0, metavar="S",
+                   help="at most one alert per rule and issue in S seconds")
+    p.add_argument("--once", action="store_true", help="one poll, then exit")
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(run=_guarded(_cmd_watch))
 
 
 def _guarded(run: Any) -> Any:

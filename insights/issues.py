@@ -55,7 +55,9 @@ def list_issues(
     """The issues with events in ``window``, most events first (see the module docstring)."""
     window = window or Window()
     cond, params = window.where()
-    has_sessions = bool(store.scalar("SELECT count(*) > 0 FROM errors WHERE session_id IS NOT NULL"))
+    has_sessions = bool(
+        store.scalar("SELECT count(*) > 0 FROM errors WHERE session_id IS NOT NULL")
+    )
     rows = store.rows(
         f"""
         WITH w AS (

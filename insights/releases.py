@@ -90,7 +90,9 @@ def list_releases(store: Store) -> list[dict[str, Any]]:
         if r["release"] is not None
     }
     titles = dict(
-        store.con.execute("SELECT group_key, arg_max(title, ts) FROM errors GROUP BY ALL").fetchall()
+        store.con.execute(
+            "SELECT group_key, arg_max(title, ts) FROM errors GROUP BY ALL"
+        ).fetchall()
     )
     out: list[dict[str, Any]] = []
     seen_before: set[str] = set()
@@ -132,7 +134,10 @@ def list_releases(store: Store) -> list[dict[str, Any]]:
 
 
 def _named(keys: set[str], titles: dict[str, str]) -> list[dict[str, str]]:
-    return [{"group_key": k, "title": titles.get(k, k)} for k in sorted(keys, key=titles.get)]
+    return [
+        {"group_key": k, "title": titles.get(k, k)}
+        for k in sorted(keys, key=lambda k: titles.get(k, k))
+    ]
 
 
 def _rate(rel: dict[str, Any]) -> float | None:

@@ -262,11 +262,18 @@ def _brief(issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _findings(store: Store, window: Window) -> dict[str, int]:
-    """Test findings and audit events (logged as errors with a ``finding``/``audit`` level tag)."""
+    """Audit/security events and tool/test findings (the ``findings`` feature's loggers)."""
     cond, params = window.where()
     rows = store.rows(
-        f"SELECT transaction AS kind, count(*) AS n FROM errors WHERE {cond} "
-        "AND transaction IN ('widgettrace.finding', 'widgettrace.audit') GROUP BY ALL",
+        f"""
+        SELECT CASE
+            WHEN logger = 'widgettrace.audit' THEN 'audit ' || coalesce(category, 'audit')
+            WHEN logger LIKE 'widgettrace.findings.%' THEN 'findings ' || split_part(logger, '.', 3)
+            ELSE 'test ' || category END AS kind, count(*) AS n
+        FROM errors WHERE {cond} AND (logger = 'widgettrace.audit'
+            OR logger LIKE 'widgettrace.findings.%' OR category IN ('failed', 'error'))
+        GROUP BY ALL ORDER BY kind
+        """,
         params,
     )
-    return {r["kind"].split(".")[-1]: r["n"] for r in rows}
+    return {r["kind"]: r["n"] for r in rows}

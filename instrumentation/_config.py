@@ -125,6 +125,15 @@ def _parse_log_path(raw: str) -> str | None:
     return value
 
 
+def _parse_webhook(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.lower().startswith(("http://", "https://")) or len(value) < 10:
+        raise _Invalid("not an http(s) URL")
+    return value
+
+
 def _parse_spotlight(raw: str) -> bool | str:
     value = raw.strip()
     lowered = value.lower()
@@ -478,6 +487,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Ended spans waiting for the export thread; beyond it spans are dropped and counted.",
         _int_in(100, 10_000_000),
     ),
+    _row(
+        "WIDGETTRACE_ALERT_WEBHOOK",
+        "alert_webhook",
+        "http(s) URL",
+        None,
+        "Slack-compatible webhook: a background `widgettrace watch` process follows the local "
+        "log and posts alerts (new issue, regression, spike) to it.",
+        _parse_webhook,
+    ),
 )
 
 
@@ -519,6 +537,7 @@ class Settings:
     buffer_max_spans: int = 100000
     open_span_timeout_s: float = 300.0
     queue_size: int = 20000
+    alert_webhook: str | None = None
 
 
 def _show(raw: str) -> str:

@@ -68,6 +68,7 @@ __all__ = [
     "scope_for_trace",
     "set_context",
     "set_error_sink",
+    "set_fingerprint",
     "set_tag",
     "set_user",
     "span_owner",
@@ -103,6 +104,8 @@ class ScopeData:
     breadcrumbs: deque[dict[str, Any]] = field(
         default_factory=lambda: deque(maxlen=MAX_BREADCRUMBS)
     )
+    #: Sentry's grouping override for this trace's errors (:func:`set_fingerprint`).
+    fingerprint: list[str] | None = None
 
     def merged_over(self, base: ScopeData) -> ScopeData:
         """A copy of ``base`` overridden by this one (trace values win over process values)."""
@@ -116,6 +119,7 @@ class ScopeData:
             tags={**base.tags, **self.tags},
             contexts=contexts,
             breadcrumbs=crumbs,
+            fingerprint=self.fingerprint or base.fingerprint,
         )
 
 
@@ -138,6 +142,8 @@ class ErrorReport:
     #: The traceback to report when it differs from ``exception.__traceback__`` (extended
     #: with the frames above, when the outermost span could not be told for sure).
     traceback: TracebackType | None = None
+    #: Sentry's grouping override (``fingerprint=`` of the capture call), else the scope's.
+    fingerprint: list[str] | None = None
 
 
 ErrorSink = Callable[[ErrorReport], None]
@@ -245,6 +251,20 @@ def set_tag(key: str, value: str | int | float | bool) -> None:
             _bag_for(span.get_span_context()).tags[key] = str(value)
 
 
+def set_fingerprint(fingerprint: Sequence[str] | None) -> None:
+    """Group the errors of the current span's trace (or, outside spans, all) under ``fingerprint``.
+
+    Sent as the Sentry event's ``fingerprint``; ``"{{ default }}"`` stands for Sentry's own
+    grouping, so ``["{{ default }}", tenant]`` splits an issue per tenant. ``None`` clears it.
+    """
+    with internal_errors("scope.set_fingerprint"):
+        span = trace.get_current_span()
+        with _lock:
+            _bag_for(span.get_span_context()).fingerprint = (
+                [str(part) for part in fingerprint] if fingerprint else None
+            )
+
+
 def set_context(name: str, values: Mapping[str, Any]) -> None:
     """Structured context (attributes ``widget.context.<name>.<field>``); ``name`` has no dot."""
     with internal_errors("scope.set_context"):
@@ -300,8 +320,17 @@ def _forward(report: ErrorReport) -> None:
             sink(report)
 
 
-def capture_message(message: str, level: str = "info", *, span: Span | None = None) -> None:
-    """A message event (span event ``message``), sent to the error sink right away."""
+def capture_message(
+    message: str,
+    level: str = "info",
+    *,
+    span: Span | None = None,
+    fingerprint: Sequence[str] | None = None,
+) -> None:
+    """A message event (span event ``message``), sent to the error sink right away.
+
+    ``fingerprint`` overrides Sentry's grouping for this event (see :func:`set_fingerprint`).
+    """
     with internal_errors("scope.capture_message"):
         target = span if span is not None else trace.get_current_span()
         if target.is_recording():
@@ -320,6 +349,7 @@ def capture_message(message: str, level: str = "info", *, span: Span | None = No
                 handled=True,
                 transaction=None,
                 scope=scope_for_trace(ctx.trace_id if ctx.is_valid else 0),
+                fingerprint=[str(p) for p in fingerprint] if fingerprint else None,
             )
         )
 
@@ -464,12 +494,18 @@ def report_escaped(
     )
 
 
-def capture_exception(exc: BaseException | None = None, *, span: Span | None = None) -> None:
+def capture_exception(
+    exc: BaseException | None = None,
+    *,
+    span: Span | None = None,
+    fingerprint: Sequence[str] | None = None,
+) -> None:
     """Report an exception the application handles (or is about to turn into a result).
 
     Recorded on the current (or given) span when it is recording, and forwarded to the error
     sink exactly once per exception object, also when the trace is not sampled. Without
-    ``exc``, the exception being handled (``sys.exception()``) is used.
+    ``exc``, the exception being handled (``sys.exception()``) is used. ``fingerprint``
+    overrides Sentry's grouping for this event (see :func:`set_fingerprint`).
     """
     with internal_errors("scope.capture_exception"):
         if exc is None:
@@ -495,5 +531,6 @@ def capture_exception(exc: BaseException | None = None, *, span: Span | None = N
                 handled=True,
                 transaction=None,
                 scope=scope_for_trace(ctx.trace_id if valid else 0),
+                fingerprint=[str(p) for p in fingerprint] if fingerprint else None,
             )
         )

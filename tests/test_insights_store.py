@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from gen_log import error_event, generate, transaction, write_lines  # noqa: E402
+from gen_log import error_event, generate, transaction, write_lines
 
-from widgettrace.insights import InsightsError, open_store, store_path  # noqa: E402
+from widgettrace.insights import InsightsError, open_store, store_path
 
 T0 = 1_796_000_000.0
 
@@ -107,7 +107,7 @@ def test_first_run_on_rotated_files_reads_them_all(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["missing", "directory"])
 def test_bad_paths_raise_one_clear_error(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "nope.log" if kind == "missing" else tmp_path
-    with pytest.raises(InsightsError, match="no local log|is a directory"):
+    with pytest.raises(InsightsError, match=r"no local log|is a directory"):
         open_store(path)
 
 

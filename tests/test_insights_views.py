@@ -13,14 +13,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from gen_log import error_event, span, transaction, write_lines  # noqa: E402
+from gen_log import error_event, span, transaction, write_lines
 
-from widgettrace.insights import open_store  # noqa: E402
-from widgettrace.insights import issues as issues_view  # noqa: E402
-from widgettrace.insights import journeys, performance, releases, standup  # noqa: E402
-from widgettrace.insights._grouping import normalise_message  # noqa: E402
-from widgettrace.insights._query import Window  # noqa: E402
-from widgettrace.insights.render import render  # noqa: E402
+from widgettrace.insights import issues as issues_view
+from widgettrace.insights import (
+    journeys,
+    open_store,
+    performance,
+    releases,
+    standup,
+)
+from widgettrace.insights._grouping import normalise_message
+from widgettrace.insights._query import Window
+from widgettrace.insights.render import render
 
 T0 = 1_796_000_000.0
 CLI = [sys.executable, "-m", "widgettrace"]
@@ -282,3 +287,41 @@ def test_cli_views_in_every_format(tmp_path: Path, fmt: str) -> None:
             assert "app@2 deployed at" in result.stdout
         elif command == "issues" and fmt == "markdown":
             assert "| Kept in kept (m) | ongoing |" in result.stdout
+
+
+def _attrs(**values: Any) -> dict[str, Any]:
+    return {k.replace("_", "."): {"value": v, "type": "string"} for k, v in values.items()}
+
+
+def test_span_v2_log_and_session_lines_are_ingested(tmp_path: Path) -> None:
+    """The `wire` line formats (span streaming, logs, sessions) feed the same views."""
+    log = tmp_path / "sentry.log"
+    seg = {"sentry_op": "http.server", "sentry_release": "app@3", "service_name": "svc"}
+    write_lines(log, [
+        {"type": "span", "trace_id": "a" * 32, "span_id": "1" * 16, "name": "GET /v2",
+         "status": "ok", "is_segment": True, "start_timestamp": T0, "end_timestamp": T0 + 0.1,
+         "attributes": _attrs(**seg)},
+        {"type": "span", "trace_id": "a" * 32, "span_id": "2" * 16, "parent_span_id": "1" * 16,
+         "name": "SELECT", "status": "ok", "is_segment": False, "start_timestamp": T0,
+         "end_timestamp": T0 + 0.075,
+         "attributes": _attrs(sentry_op="db", sentry_segment_id="1" * 16,
+                              sentry_segment_name="GET /v2")},
+        {"type": "log", "timestamp": T0, "level": "warn", "body": "slow", "trace_id": "a" * 32,
+         "attributes": _attrs(sentry_release="app@3")},
+        {"type": "session", "sid": "s1", "did": "u1", "init": True,
+         "started": "2026-12-01T00:00:00Z", "timestamp": "2026-12-01T00:01:00Z",
+         "status": "errored", "errors": 1, "attrs": {"release": "app@3"}},
+        error_event(T0 + 1, "Audit", "", "", message="auth: login denied") | {
+            "logger": "widgettrace.audit", "tags": {"category": "security"}},
+    ])
+    with open_store(log) as store:
+        (row,) = performance.endpoints(store)
+        (entry,) = performance.breakdown(store)
+        assert store.scalar("SELECT count(*) FROM logs WHERE release = 'app@3'") == 1
+        (rel,) = releases.list_releases(store)
+        data = standup.standup(store, now=T0 + 100)
+    assert (row["name"], row["op"], row["count"]) == ("GET /v2", "http.server", 1)
+    assert {p["op"]: round(p["share"], 2) for p in entry["parts"]} == {"db": 0.75,
+                                                                       "http.server": 0.25}
+    assert rel["sessions"] == 1 and rel["session_error_rate"] == 1.0
+    assert data["findings"] == {"audit security": 1}

@@ -12,7 +12,8 @@ This module is the whole public API, vendor-neutral (application code never impo
   :func:`iteration_span`, :func:`agent_block_span`, :func:`llm_call_span`, :func:`tool_span`,
   :func:`record_llm_usage`;
 * what Sentry users reach for: :func:`set_user`, :func:`set_tag`, :func:`set_context`,
-  :func:`add_breadcrumb`, :func:`capture_message`, :func:`capture_exception`;
+  :func:`add_breadcrumb`, :func:`capture_message`, :func:`capture_exception`,
+  :func:`set_fingerprint`;
 * :func:`configure` for programs not started by ``opentelemetry-instrument``.
 
 Names are imported on first use, so ``import widgettrace`` (and the CLI) stays fast.
@@ -54,6 +55,7 @@ _EXPORTS = {
     "record_llm_usage": "widgettrace.instrumentation.api",
     "registry_span": "widgettrace.instrumentation.api",
     "set_context": "widgettrace.instrumentation.scope",
+    "set_fingerprint": "widgettrace.instrumentation.scope",
     "set_tag": "widgettrace.instrumentation.scope",
     "set_user": "widgettrace.instrumentation.scope",
     "span": "widgettrace.instrumentation.api",
@@ -73,6 +75,7 @@ __all__ = [
     "record_llm_usage",
     "registry_span",
     "set_context",
+    "set_fingerprint",
     "set_tag",
     "set_user",
     "span",
@@ -97,6 +100,7 @@ if TYPE_CHECKING:
         capture_exception,
         capture_message,
         set_context,
+        set_fingerprint,
         set_tag,
         set_user,
     )
