@@ -70,14 +70,14 @@ def get_trace(store: Store, trace_id: str, *, max_spans: int = 500) -> dict[str,
         by_id[str(s["span_id"])] = n
         parents[str(s["span_id"])] = s.get("parent_span_id")
     for t in txns:
-        n = by_id.get(str(t["span_id"]))
-        if n is None:  # a transaction whose root span row is missing (or past the cap)
+        found = by_id.get(str(t["span_id"]))
+        if found is None:  # a transaction whose root span row is missing (or past the cap)
             if len(by_id) >= max_spans:
                 continue
-            n = by_id[str(t["span_id"])] = node(t, str(t["name"]))
+            found = by_id[str(t["span_id"])] = node(t, str(t["name"]))
             parents[str(t["span_id"])] = None
-        n["name"] = str(t["name"])
-        n["transaction"] = {
+        found["name"] = str(t["name"])
+        found["transaction"] = {
             "event_id": t["event_id"],
             "service": t.get("service"),
             "release": t.get("release"),
