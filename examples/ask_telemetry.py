@@ -27,17 +27,22 @@ def _show(name: str, args: dict[str, Any], answer: Any, width: int = 900) -> Non
     print()
 
 
-def _tree(nodes: list[dict[str, Any]], depth: int = 0, limit: int = 14) -> list[str]:
+def _has_error(node: dict[str, Any]) -> bool:
+    return bool(node["errors"]) or any(_has_error(c) for c in node["children"])
+
+
+def _tree(nodes: list[dict[str, Any]], depth: int = 0) -> list[str]:
+    """The top of the tree, and the path down to each error (the rest is elided)."""
     lines: list[str] = []
     for node in nodes:
-        if len(lines) >= limit:
-            break
+        if depth > 3 and not _has_error(node):
+            continue
         errors = f"  !! {node['errors'][0]['title']}" if node["errors"] else ""
         lines.append(
-            f"{'  ' * depth}{node['op']:<20} {node['name'][:44]:<44} "
-            f"+{node['start_ms']:>7.1f} ms {node['duration_ms']:>7.1f} ms{errors}"
+            f"{'  ' * depth}{node['op']:<20} {node['name'][:40]:<40} "
+            f"+{node['start_ms']:>6.1f} ms {node['duration_ms']:>6.1f} ms{errors}"
         )
-        lines += _tree(node["children"], depth + 1, limit - len(lines))
+        lines += _tree(node["children"], depth + 1)
     return lines
 
 
