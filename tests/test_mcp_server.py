@@ -418,3 +418,18 @@ def test_answers_follow_the_log_as_it_grows(small_log: Path) -> None:
         assert any(i["title"].startswith("LateError") for i in after["issues"])
 
     _run(server, body)
+
+
+def test_a_missing_log_is_one_clear_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.log"
+    result = subprocess.run(
+        [str(BIN / "widgettrace"), "mcp", "--log", str(missing), "--trace-log", "off"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"widgettrace mcp: no local log at {missing}"
