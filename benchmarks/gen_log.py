@@ -205,8 +205,10 @@ def lines(
     end = time.time() if end is None else end
     start = end - span_hours * 3600
     step = (end - start) / max(n_events, 1)
+    # The same issues whatever the seed, so events appended later (another seed) continue them.
+    shapes = random.Random(0)
     issue_defs = [
-        (rng.choice(_ERROR_TYPES), rng.choice(_MODULES), f"step_{i}") for i in range(issues)
+        (shapes.choice(_ERROR_TYPES), shapes.choice(_MODULES), f"step_{i}") for i in range(issues)
     ]
     for i in range(n_events):
         ts = start + i * step

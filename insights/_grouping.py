@@ -219,7 +219,8 @@ WITH s AS (
     UNION ALL
     SELECT coalesce(attributes."sentry.segment.id".value, span_id), trace_id, span_id,
         CASE WHEN NOT coalesce(is_segment, false) THEN parent_span_id END,
-        attributes."sentry.segment.name".value, attributes."sentry.op".value, name,
+        coalesce(attributes."sentry.segment.name".value, CASE WHEN is_segment THEN name END),
+        attributes."sentry.op".value, name,
         wt_ts(start_timestamp), wt_ts(end_timestamp), status,
         attributes."widget.outcome".value, attributes."gen_ai.agent.name".value,
         attributes."widget.id".value, attributes."gen_ai.request.model".value,

@@ -68,7 +68,15 @@ def release_order(store: Store) -> list[dict[str, Any]]:
     """Releases oldest first: ``release``, ``deployed_at`` (marker, else first event), ``source``.
 
     Only releases that had traffic (errors or transactions) or a deploy marker are listed.
+    Computed once per ingestion (every view asks for it).
     """
+    cached = store.cache.get("release_order")
+    if cached is None:
+        cached = store.cache["release_order"] = _release_order(store)
+    return [dict(r) for r in cached]
+
+
+def _release_order(store: Store) -> list[dict[str, Any]]:
     return store.rows(
         """
         WITH ev AS (

@@ -205,6 +205,8 @@ class Store:
         #: Lines read in this call / in total that were not JSON objects.
         self.new_corrupt = 0
         self.new_lines = 0
+        #: Results the views share, valid until the next :meth:`refresh`.
+        self.cache: dict[str, Any] = {}
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -241,6 +243,7 @@ class Store:
         """Read what was appended since the last call; returns the number of new lines."""
         pieces, seen = self._plan()
         self.new_lines = self.new_corrupt = 0
+        self.cache.clear()
         for piece in pieces:
             self._ingest(piece)
         # Forget files that rotated off the end (their rows stay).

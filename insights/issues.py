@@ -1,8 +1,8 @@
 """Issues: error events grouped the way Sentry groups them (see ``_grouping``), with their story.
 
-Per issue: title, culprit, level, count, users, sessions (distinct session ids when the app sends
-sessions, else users), first/last seen, first/last release, the releases it appeared in, and a
-status:
+Per issue: title, culprit, level, count, users, sessions (the release-health sessions open for
+the error's user when it happened, once the app sends sessions; until then users), first/last
+seen, first/last release, the releases it appeared in, and a status:
 
 * ``new``: first seen in the latest release that had traffic (without releases: in the last 24 h);
 * ``regressed``: seen in the latest release after a release (with traffic) where it was absent;
@@ -58,6 +58,21 @@ def list_issues(
     has_sessions = bool(
         store.scalar("SELECT count(*) > 0 FROM errors WHERE session_id IS NOT NULL")
     )
+    # Release-health sessions (session lines): an error belongs to the sessions of its user
+    # that were open when it happened.
+    session_counts: dict[str, int] = {}
+    if store.scalar("SELECT count(*) > 0 FROM sessions WHERE did IS NOT NULL"):
+        ecount, eparams = window.where("e")
+        session_counts = dict(store.con.execute(
+            f"""
+            SELECT e.group_key, count(DISTINCT s.sid) FROM errors e JOIN (
+                SELECT sid, any_value(did) AS did, min(started) AS started, max(ts) AS ended
+                FROM sessions GROUP BY sid) s
+              ON s.did = e.user_id AND e.ts BETWEEN s.started - 1 AND s.ended + 1
+            WHERE {ecount} GROUP BY e.group_key
+            """,
+            eparams,
+        ).fetchall())
     rows = store.rows(
         f"""
         WITH w AS (
@@ -90,7 +105,9 @@ def list_issues(
         seen = sorted(row["releases"] or [], key=lambda r: traffic.index(r) if r in traffic else -1)
         row["releases"] = seen
         row["status"] = _status(seen, traffic, row["first_seen"], now)
-        if not has_sessions:
+        if session_counts:
+            row["sessions"] = int(session_counts.get(row["group_key"], 0))
+        elif not has_sessions:
             row["sessions"] = row["users"]
         if status and row["status"] != status:
             continue

@@ -15,7 +15,11 @@ from typing import Any
 from widgettrace.insights._query import Window
 from widgettrace.insights._store import Store
 
-__all__ = ["breakdown", "endpoints"]
+__all__ = ["breakdown", "breakdown_line", "endpoints"]
+
+# Hosts and ports in span descriptions ("GET 127.0.0.1:46265/api") differ per run and process:
+# one label for the same call.
+_HOST = r"(\d{1,3}\.){3}\d{1,3}(:\d+)?|localhost(:\d+)?"
 
 
 def endpoints(store: Store, window: Window | None = None) -> list[dict[str, Any]]:
@@ -47,20 +51,31 @@ def breakdown(
     top: int = 3,
     parts: int = 4,
 ) -> list[dict[str, Any]]:
-    """Self-time shares per span op/description for ``names`` (default: the ``top`` slowest)."""
+    """Self-time shares per span op/description for ``names`` (default: the ``top`` slowest
+    server transactions by p95)."""
     window = window or Window()
     if names is None:
-        names = [row["name"] for row in endpoints(store, window)[:top]]
+        # The slowest endpoints the service serves (server transactions) when there are any;
+        # a client-side wrapper's time is mostly waiting for them.
+        rows = endpoints(store, window)
+        served = [r for r in rows if (r["op"] or "").endswith(".server")]
+        names = [row["name"] for row in (served or rows)[:top]]
     out: list[dict[str, Any]] = []
-    cond, params = window.where("t")
+    if window.service or window.release or window.environment or window.extra:
+        cond, params = window.where("t")
+        source = f"spans s JOIN transactions t ON t.event_id = s.event_id WHERE {cond} AND"
+    else:
+        # Only a time range: the spans table answers alone (no join over every span).
+        cond, params = window.where("s")
+        source = f"spans s WHERE {cond} AND"
     for name in names:
         rows = store.rows(
             f"""
-            SELECT s.op, s.description, sum(s.self_ms) AS self_ms FROM spans s
-            JOIN transactions t ON t.event_id = s.event_id
-            WHERE t.name = ? AND {cond} GROUP BY ALL ORDER BY self_ms DESC
+            SELECT s.op, regexp_replace(s.description, '{_HOST}', '<host>', 'g') AS description,
+                sum(s.self_ms) AS self_ms FROM {source} s.txn_name = ?
+            GROUP BY ALL ORDER BY self_ms DESC
             """,
-            [name, *params],
+            [*params, name],
         )
         total = sum(r["self_ms"] or 0.0 for r in rows)
         if total <= 0:

@@ -182,8 +182,10 @@ def release_block(rel: dict[str, Any]) -> str:
     change = rel["change_pct"]
     health = f"overall health {rel['health']}"
     if change is not None and rel["health"] in {"improving", "degrading", "stable"}:
-        word = "fewer" if change < 0 else "more"
-        health += f", {abs(change):.0f}% {word} errors"
+        if abs(change) < 0.5:
+            health += ", same error rate"
+        else:
+            health += f", {abs(change):.0f}% {'fewer' if change < 0 else 'more'} errors"
     facts.append(health)
     rate = rel["error_rate"]
     tail = [f"{rel['events']} events"]

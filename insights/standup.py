@@ -181,7 +181,6 @@ def standup(
     figures = _period_figures(store, window)
     before = _period_figures(store, previous)
 
-    all_issues = issues_view.list_issues(store, Window(service=service, until=until), now=now)
     in_window = {i["group_key"]: i for i in issues_view.list_issues(store, window, now=now)}
     in_previous = {i["group_key"]: i for i in issues_view.list_issues(store, previous, now=now)}
     for key, issue in in_window.items():
@@ -200,6 +199,7 @@ def standup(
         if k in in_previous and i["count"] * 2 <= in_previous[k]["count"]
     ]
 
+    total_cond, total_params = Window(service=service, until=until).where()
     # Sentry's daily summary: today's errors against the average day of the 14 before.
     cond, params = replace(window, since=since - 14 * _DAY, until=since).where()
     errors_14d = store.scalar(f"SELECT count(*) FROM errors WHERE {cond}", params) or 0
@@ -242,7 +242,9 @@ def standup(
             "new_issues_per_release": per_release,
         },
         "breakdown": performance.breakdown(store, window, top=2),
-        "issues_total": len(all_issues),
+        "issues_total": int(store.scalar(
+            f"SELECT count(DISTINCT group_key) FROM errors WHERE {total_cond}", total_params
+        ) or 0),
         "findings": _findings(store, window),
     }
 

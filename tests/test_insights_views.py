@@ -325,3 +325,22 @@ def test_span_v2_log_and_session_lines_are_ingested(tmp_path: Path) -> None:
                                                                        "http.server": 0.25}
     assert rel["sessions"] == 1 and rel["session_error_rate"] == 1.0
     assert data["findings"] == {"audit security": 1}
+
+
+def test_sessions_affected_come_from_release_health_sessions(tmp_path: Path) -> None:
+    log = tmp_path / "sentry.log"
+
+    def session(sid: str, did: str, start: float, end: float) -> dict[str, Any]:
+        return {"type": "session", "sid": sid, "did": did, "started": start, "timestamp": end,
+                "status": "exited", "errors": 0, "attrs": {"release": "r"}}
+
+    write_lines(log, [
+        session("s1", "u1", T0, T0 + 100), session("s2", "u1", T0 + 200, T0 + 300),
+        session("s3", "u2", T0, T0 + 300),
+        error_event(T0 + 50, "E", "m", "f", user="u1"),
+        error_event(T0 + 250, "E", "m", "f", user="u1"),
+        error_event(T0 + 260, "E", "m", "f", user="u1"),
+    ])
+    with open_store(log) as store:
+        (issue,) = issues_view.list_issues(store)
+    assert (issue["users"], issue["sessions"], issue["count"]) == (1, 2, 3)
