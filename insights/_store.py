@@ -44,7 +44,7 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
