@@ -433,3 +433,22 @@ def test_a_missing_log_is_one_clear_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"widgettrace mcp: no local log at {missing}"
+
+
+def test_refuses_under_opentelemetry_instrument_writing_the_served_log(small_log: Path) -> None:
+    """Run under the wrapper with the local log = the served log: its own spans would land in
+    what it reads (a feedback loop), so it says so and does not start."""
+    before = _digest(small_log)
+    result = subprocess.run(
+        # No --log: the default is the configured local log, the one the wrapper writes to.
+        [str(BIN / "opentelemetry-instrument"), str(BIN / "widgettrace"), "mcp"],
+        env=clean_env(WIDGETTRACE_LOG_PATH=str(small_log)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "feedback loop" in result.stderr
+    assert _digest(small_log) == before
