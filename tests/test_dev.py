@@ -168,3 +168,20 @@ def test_missing_bugsink_venv_says_what_to_install(tmp_path: Path) -> None:
     assert f"python3 -m venv {venv} && {venv}/bin/pip install 'bugsink==" in result.stderr
     # Spotlight had started first: it is stopped again.
     assert "stopped Spotlight" in result.stderr
+
+
+def test_the_commands_exit_status_is_returned(tmp_path: Path) -> None:
+    relative = PACKAGE_DIR.relative_to(REPO)  # a relative --spotlight-dir works too
+    for script, status in (("exit 7", 7), ("kill -TERM $$", 128 + signal.SIGTERM)):
+        result = subprocess.run(
+            [str(BIN / "widgettrace"), "dev", "--spotlight-dir", str(relative),
+             "--workdir", str(tmp_path / "dev"), "--", "sh", "-c", script],
+            cwd=REPO,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == status, result.stderr
+        assert "stopped Spotlight" in result.stderr

@@ -54,6 +54,11 @@ def _child_env(spotlight: Spotlight, dsn: str | None) -> dict[str, str]:
     return env
 
 
+def _status(code: int) -> int:
+    """A shell's exit status for a child's return code (killed by signal N: 128 + N)."""
+    return 128 - code if code < 0 else code
+
+
 def _run_child(command: Sequence[str], env: dict[str, str], err: TextIO) -> int:
     try:
         child = subprocess.Popen(list(command), env=env)
@@ -61,16 +66,16 @@ def _run_child(command: Sequence[str], env: dict[str, str], err: TextIO) -> int:
         print(f"widgettrace dev: cannot run {command[0]!r}: {exc}", file=err)
         return 127
     try:
-        return child.wait()
+        return _status(child.wait())
     except (KeyboardInterrupt, _Stop):
         # Ctrl-C reached the child too (same process group); SIGTERM did not: pass it on.
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
         try:
-            return child.wait(timeout=15)
+            return _status(child.wait(timeout=15))
         except subprocess.TimeoutExpired:
             child.kill()
-            return child.wait()
+            return _status(child.wait())
 
 
 def run_dev(

@@ -63,7 +63,7 @@ class Spotlight:
     ) -> None:
         self.workdir = Path(workdir)
         #: ``serve.mjs`` and its ``node_modules`` (default: beside this module).
-        self.node_dir = Path(node_dir) if node_dir is not None else NODE_DIR
+        self.node_dir = Path(node_dir).resolve() if node_dir is not None else NODE_DIR
         self.node = node or shutil.which("node") or ""
         self.port = port
         self._proc: subprocess.Popen[bytes] | None = None
