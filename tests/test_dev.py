@@ -138,15 +138,21 @@ def test_ctrl_c_stops_what_dev_started(tmp_path: Path) -> None:
     assert "stopped Spotlight" in log.read_text()
 
 
-def test_missing_node_says_what_to_install(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [str(BIN / "widgettrace"), "dev", "--workdir", str(tmp_path), "--", "true"],
-        env=clean_env(PATH=str(BIN)),
+def _dev(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``widgettrace dev ARGS`` run to its end from the repository root."""
+    return subprocess.run(
+        [str(BIN / "widgettrace"), "dev", *args],
+        cwd=REPO,
+        env=env or clean_env(),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_missing_node_says_what_to_install(tmp_path: Path) -> None:
+    result = _dev("--workdir", str(tmp_path), "--", "true", env=clean_env(PATH=str(BIN)))
     assert result.returncode == 3
     assert "node is not on PATH" in result.stderr
     assert "apt-get install nodejs npm" in result.stderr
@@ -155,14 +161,9 @@ def test_missing_node_says_what_to_install(tmp_path: Path) -> None:
 
 def test_missing_bugsink_venv_says_what_to_install(tmp_path: Path) -> None:
     venv = tmp_path / "no-venv"
-    result = subprocess.run(
-        [str(BIN / "widgettrace"), "dev", "--bugsink", "--bugsink-venv", str(venv), *SPOTLIGHT,
-         "--workdir", str(tmp_path / "dev"), "--", "true"],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _dev(
+        "--bugsink", "--bugsink-venv", str(venv), *SPOTLIGHT,
+        "--workdir", str(tmp_path / "dev"), "--", "true",
     )  # fmt: skip
     assert result.returncode == 3, result.stderr
     assert f"python3 -m venv {venv} && {venv}/bin/pip install 'bugsink==" in result.stderr
@@ -173,15 +174,9 @@ def test_missing_bugsink_venv_says_what_to_install(tmp_path: Path) -> None:
 def test_the_commands_exit_status_is_returned(tmp_path: Path) -> None:
     relative = PACKAGE_DIR.relative_to(REPO)  # a relative --spotlight-dir works too
     for script, status in (("exit 7", 7), ("kill -TERM $$", 128 + signal.SIGTERM)):
-        result = subprocess.run(
-            [str(BIN / "widgettrace"), "dev", "--spotlight-dir", str(relative),
-             "--workdir", str(tmp_path / "dev"), "--", "sh", "-c", script],
-            cwd=REPO,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = _dev(
+            "--spotlight-dir", str(relative), "--workdir", str(tmp_path / "dev"),
+            "--", "sh", "-c", script,
         )  # fmt: skip
         assert result.returncode == status, result.stderr
         assert "stopped Spotlight" in result.stderr
