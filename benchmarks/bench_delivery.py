@@ -13,8 +13,11 @@ Cases, interleaved (one round: each case once, in turn, so machine drift hits th
 
 * sentry-sdk's own ``HttpTransport`` (urllib3), at 1,000/s and at 500/s (a rate it keeps up with);
 * widgettrace's default HTTP transport (what ``configure_sentry`` picks for a DSN:
-  ``exporters._batching.BatchingHttpTransport``, i.e. envelopes handed to the SDK's worker in
-  batches, over ``exporters._http``'s kept-alive connection).
+  ``exporters._delivery.DeliveryHttpTransport``: priority queues, concurrent senders sized from
+  the measured round trip, over ``exporters._http``'s kept-alive connections);
+* both again with 50 ms and 200 ms added to every answer (the receiver's ``slow`` fault: a
+  Sentry far away), at 1,000/s offered: envelopes per second delivered and sender CPU per
+  envelope show whether delivery waits a round trip per envelope.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ from receivers.sentry_receiver import SentryReceiver
 # Without TCP_NODELAY every response can cost 40 ms (Nagle plus the client's delayed ACK).
 sentry_receiver._Handler.disable_nagle_algorithm = True
 with SentryReceiver(normalize=False, keep_payloads=False) as server:
+    if float(sys.argv[1]) > 0:
+        server.set_fault("slow", delay=float(sys.argv[1]))
     print(server.dsn, flush=True)
     for line in sys.stdin:
         dropped = sum(n for (_r, cat), n in server.discarded().items() if cat == "transaction")
@@ -64,9 +69,9 @@ with SentryReceiver(normalize=False, keep_payloads=False) as server:
 
 
 class _Receiver:
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _RECEIVER],
+            [sys.executable, "-c", _RECEIVER, str(delay_s)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -115,15 +120,15 @@ def _thread_cpu() -> dict[str, float]:
 
 def _default_class() -> type[HttpTransport]:
     try:
-        from widgettrace.exporters._batching import http_transport_class
+        from widgettrace.exporters._delivery import http_transport_class
     except ImportError:
         return HttpTransport
     chosen = http_transport_class({})
     return chosen if isinstance(chosen, type) else HttpTransport
 
 
-def run(rate: float, seconds: float, transport: Any = None) -> dict[str, Any]:
-    server = _Receiver()
+def run(rate: float, seconds: float, transport: Any = None, delay_s: float = 0.0) -> dict[str, Any]:
+    server = _Receiver(delay_s)
     try:
         settings = replace(
             Settings(log_path=None, sentry_environment="bench", sentry_release="widgets@1.0"),
@@ -152,10 +157,17 @@ def run(rate: float, seconds: float, transport: Any = None) -> dict[str, Any]:
         transport_name = type(client.transport).__name__
         provider.force_flush()
         client.flush(timeout=60)
+        # Until all arrived, or nothing more arrives for a second (the rest was dropped).
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and server.query()[0] < total:
+        last, arrived_at = -1, time.perf_counter()
+        while time.monotonic() < deadline:
+            count = server.query()[0]
+            if count != last:
+                last, arrived_at = count, time.perf_counter()
+            if count >= total or time.perf_counter() - arrived_at > 1.0:
+                break
             time.sleep(0.05)
-        end_s = time.perf_counter() - start
+        end_s = arrived_at - start  # at the last arrival
         delivered = server.query()[0]
         threads_after = _thread_cpu()  # before close(): the SDK's worker thread is still alive
         sender_cpu = _cpu_s(os.getpid()) - sender0
@@ -195,18 +207,27 @@ def main() -> None:
     args = bench_args(__doc__ or "")
     seconds = 5.0 if args.quick else 60.0
     default = _default_class()
-    cases: list[tuple[str, float, Any]] = [
-        ("sentry-sdk HttpTransport", 1000.0, HttpTransport),
-        ("sentry-sdk HttpTransport", 500.0, HttpTransport),
-        (f"widgettrace default ({default.__name__})", 1000.0, None),
+    ours = f"widgettrace default ({default.__name__})"
+    cases: list[tuple[str, float, Any, float]] = [
+        ("sentry-sdk HttpTransport", 1000.0, HttpTransport, 0.0),
+        ("sentry-sdk HttpTransport", 500.0, HttpTransport, 0.0),
+        (ours, 1000.0, None, 0.0),
+        ("sentry-sdk HttpTransport", 1000.0, HttpTransport, 0.05),
+        (ours, 1000.0, None, 0.05),
+        (ours, 1000.0, None, 0.2),
     ]
     rows = []
-    for label, rate, transport in cases:
-        res = run(rate, seconds, transport)
-        print(label, rate, res, flush=True)
+    for label, rate, transport, delay in cases:
+        res = run(rate, seconds, transport, delay)
+        res["added_latency_ms"] = delay * 1000
+        res["sender_cpu_us_per_delivered"] = round(
+            res["sender_cpu_s"] / max(1, res["delivered"]) * 1e6
+        )
+        print(label, rate, delay, res, flush=True)
         rows.append(
             {
-                "case": f"{label}: root-only transactions at {rate:.0f}/s for {seconds:.0f}s",
+                "case": f"{label}: root-only transactions at {rate:.0f}/s for {seconds:.0f}s, "
+                f"+{delay * 1000:.0f} ms",
                 "unit": "tx/s delivered",
                 "median": res["delivered_per_s"],
                 "min": res["delivered_per_s"],

@@ -108,7 +108,7 @@ def build_app(case: str) -> Any:
         provider.add_span_processor(SentrySpanProcessor())
         exclude = None
     elif case.startswith("widgettrace"):
-        from widgettrace.exporters._batching import BatchingHttpTransport
+        from widgettrace.exporters._delivery import DeliveryHttpTransport as BatchingHttpTransport
         from widgettrace.exporters.sentry import configure_sentry, sentry_init_options
         from widgettrace.instrumentation._config import Settings
 

@@ -39,7 +39,7 @@ __all__ = ["main", "render_markdown"]
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # Order: cheapest and most fundamental first, the long end-to-end run last.
-_ORDER = ("spans", "fastapi_sentry", "delivery", "api", "scaling", "mcp", "e2e")
+_ORDER = ("spans", "fastapi_sentry", "delivery", "reliability", "api", "scaling", "mcp", "e2e")
 _STANDARD = ("case", "unit", "median", "min", "max", "baseline", "ratio", "n")
 _LABELS = {
     "paired_ratio": "per-round ratio",
@@ -54,6 +54,10 @@ _LABELS = {
     "discarded": "reported dropped",
     "sink_cpu_s": "sink CPU s",
     "logged": "in local log",
+    "rss_growth_mb": "RSS growth MB",
+    "log_completeness": "local log complete",
+    "client_reports": "client reports",
+    "receiver_requests": "requests to Sentry",
 }
 
 

@@ -32,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -40,18 +41,17 @@ from typing import Any
 import requests
 from opentelemetry.trace import Status, StatusCode
 
-from _telemetry import (
+from registry import WidgetRegistry
+from widgets import WidgetLinks, WidgetToolError
+from widgettrace import (
     add_breadcrumb,
     agent_block_span,
     iteration_span,
     llm_call_span,
     record_llm_usage,
     set_tag,
-    submit_in_context,
     tool_span,
 )
-from registry import WidgetRegistry
-from widgets import WidgetLinks, WidgetToolError
 
 __all__ = ["AgentBlock", "CascadeDeps", "SimulatedLLM", "run_iteration"]
 
@@ -246,9 +246,10 @@ async def run_iteration(deps: CascadeDeps, cascade: str, number: int) -> dict[st
                 conversation,
             )
             with tool_span("record_decision", tool_type="function"):
+                # A copy of the caller's context per task: the worker's spans join this trace.
                 futures = [
-                    submit_in_context(
-                        deps.executor,
+                    deps.executor.submit(
+                        contextvars.copy_context().run,
                         deps.registry.record_decision,
                         cascade,
                         number,

@@ -25,8 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from _telemetry import add_breadcrumb, conversion_span
 from registry import WidgetRegistry
+from widgettrace import add_breadcrumb, conversion_span
 
 __all__ = ["WidgetSpec", "convert_widget", "parse_config", "run_inference", "validate_config"]
 

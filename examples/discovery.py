@@ -2,8 +2,8 @@
 
 Hub searches and repository scans run through widgettrace's ``discovery_span`` (hot path);
 ``read_manifest`` is traced by configuration only. Repository scans run in a thread pool, with
-the request's OpenTelemetry context handed to each worker (``submit_in_context``), so every scan
-is a child of the request in the same trace.
+a copy of the request's context handed to each worker (``contextvars.copy_context().run``), so
+every scan is a child of the request in the same trace.
 
 A scan runs ``git log`` and ``git show HEAD:widget.json`` in a subprocess, then asks the hub for
 the repository's upstream metadata with a short timeout. For ``demo_data.SLOW_REPOSITORY`` that
@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextvars
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from typing import Any
 
 import requests
 
-from _telemetry import add_breadcrumb, discovery_span, submit_in_context
+from widgettrace import add_breadcrumb, discovery_span
 
 __all__ = ["DiscoveryResult", "discover", "read_manifest", "scan_repository", "search_hub"]
 
@@ -108,7 +109,8 @@ def discover(hub_url: str, repos_dir: Path, query: str) -> DiscoveryResult:
     repos = sorted(p for p in repos_dir.iterdir() if (p / ".git").is_dir())
     with ThreadPoolExecutor(max_workers=_SCAN_WORKERS, thread_name_prefix="repo-scan") as pool:
         futures = {
-            repo.name: submit_in_context(pool, scan_repository, repo, hub_url) for repo in repos
+            repo.name: pool.submit(contextvars.copy_context().run, scan_repository, repo, hub_url)
+            for repo in repos
         }
         for name, future in futures.items():
             try:

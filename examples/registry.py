@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _telemetry import registry_span
+from widgettrace import registry_span
 
 __all__ = ["WidgetRegistry"]
 

@@ -40,15 +40,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from opentelemetry import trace
 
 from _serving import Child, listening_socket
-from _telemetry import TELEMETRY_API, span
 from demo_data import WIDGET_CONFIGS, create_repositories
 from hub import ModelHub
+from widgettrace import span
+from widgettrace.exporters.destinations import describe, local_log_path
 
 EXAMPLES = Path(__file__).resolve().parent
 CASCADE = "widget-onboarding"
@@ -73,7 +73,6 @@ EXPECTED_CONVERT = {
     "w-chart-describer": 500,  # invalid JSON
     "w-sentiment-fork": 500,  # UNIQUE(name, version)
 }
-DEFAULT_LOG_PATH = ".claude/logs/sentry.log"
 
 
 @dataclass
@@ -178,41 +177,9 @@ def drive(session: requests.Session, api: str, report: RunReport) -> None:
 # --- where the telemetry went -------------------------------------------------------------------
 
 
-def _log_path() -> Path | None:
-    raw = os.environ.get("OTEL_WIDGETTRACE_LOG_PATH", os.environ.get("WIDGETTRACE_LOG_PATH"))
-    if raw is None:
-        return Path(DEFAULT_LOG_PATH)
-    if raw.strip().lower() in {"", "off", "none", "false", "0"}:
-        return None
-    return Path(raw.strip())
-
-
 def destinations() -> list[str]:
-    """Where this run's telemetry was sent, from the same environment the children read."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return ["nowhere: OTEL_SDK_DISABLED=true"]
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return ["nowhere: not run under opentelemetry-instrument (no tracer provider)"]
-    out = []
-    mode = os.environ.get("WIDGETTRACE_SENTRY_MODE", "processor").strip().lower() or "processor"
-    dsn = os.environ.get("SENTRY_DSN", "").strip()
-    if dsn and mode != "off":
-        parts = urlsplit(dsn)
-        # Never print the DSN's key.
-        out.append(f"Sentry ({mode}): {parts.scheme}://{parts.hostname}{parts.path}")
-    spotlight = os.environ.get("SENTRY_SPOTLIGHT", "").strip()
-    if spotlight and spotlight.lower() not in {"0", "false", "no", "off"}:
-        target = spotlight if spotlight.startswith("http") else "http://localhost:8969/stream"
-        out.append(f"Spotlight: {target}")
-    if "otlp" in os.environ.get("OTEL_TRACES_EXPORTER", ""):
-        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"
-        )
-        out.append(f"OTLP collector: {endpoint}")
-    log = _log_path()
-    if log is not None and mode != "off":
-        out.append(f"local log: {log.resolve()}  (read it with: widgettrace tail)")
-    return out or ["nowhere: WIDGETTRACE_SENTRY_MODE=off and no other exporter"]
+    """Where this run's telemetry was sent, as widgettrace set it up (validated settings)."""
+    return describe()
 
 
 def flush_own_telemetry() -> None:
@@ -356,7 +323,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(f"  platform API        {api.url}  (FastAPI/uvicorn, pid {api.process.pid})")
                 print("  linter widget       MCP stdio, spawned by the platform")
-                print(f"  tracing API         {TELEMETRY_API}")
                 with span("run.py wait for platform"):
                     wait_ready(session, api)
                 drive(session, api.url, report)
@@ -382,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = destinations()
     for where in targets:
         print(f"  {where}")
-    log = _log_path()
+    log = local_log_path()
     recorded = not targets[0].startswith("nowhere")
     if recorded and log is not None and log.exists():
         wait_for_log(log)

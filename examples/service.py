@@ -41,12 +41,12 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
 from _serving import serve_main
-from _telemetry import add_breadcrumb, set_tag, set_user
 from cascade import CascadeDeps, SimulatedLLM, run_iteration
 from conversion import convert_widget
 from discovery import discover
 from registry import WidgetRegistry
 from widgets import WidgetLinks
+from widgettrace import add_breadcrumb, set_tag, set_user
 
 __all__ = ["app", "create_app"]
 

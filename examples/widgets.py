@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent
 
 __all__ = ["WidgetLinks", "WidgetToolError"]
@@ -63,7 +64,8 @@ class WidgetLinks:
         env = {**os.environ, "OTEL_SERVICE_NAME": "widget-linter"}
         params = StdioServerParameters(command=sys.executable, args=[str(_LINTER)], env=env)
         try:
-            self._linter = await self._stack.enter_async_context(Client(params))
+            # stdio_client(params), not Client(params): the latter needs mcp >= 2.1.
+            self._linter = await self._stack.enter_async_context(Client(stdio_client(params)))
             self._ranker = await self._stack.enter_async_context(Client(self._ranker_url))
         except BaseException:
             await self._stack.aclose()

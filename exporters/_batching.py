@@ -6,15 +6,14 @@ thousand transactions a second that ping-pong, not the sending, is what a web se
 this project's 2-core machines it cost a FastAPI endpoint more CPU per request than building the
 transactions). widgettrace's export thread hands over transactions in bursts, so
 :class:`BatchedSubmit` keeps them in a bounded deque and schedules a single job that sends every
-envelope waiting, however many arrive while it runs. The worker, its thread and its flush
-semantics stay the SDK's.
+envelope waiting, however many arrive while it runs, bounded in count and in bytes. The
+worker, its thread and its flush semantics stay the SDK's. The local log's writer uses it.
 
-:class:`BatchingHttpTransport` is the SDK's ``HttpTransport`` with this in front of its worker
-and :mod:`widgettrace.exporters._http`'s kept-alive connection under it (plain-http DSNs);
-it also serialises envelopes with orjson and leaves bodies under ``COMPRESS_MIN_BYTES`` (a
-transaction of a few spans) uncompressed: starting a gzip stream costs ~80 us here, more than
-building the transaction, to save about a kilobyte. The rest (rate limits, retries, client
-reports, ``record_lost_event``) is unchanged.
+:class:`FastEnvelopes` is the SDK's envelope preparation for HTTP, cheaper: it serialises
+envelopes with orjson and leaves bodies under ``COMPRESS_MIN_BYTES`` (a transaction of a few
+spans) uncompressed: starting a gzip stream costs ~80 us here, more than building the
+transaction, to save about a kilobyte. The rest (rate limits, retries, client reports,
+``record_lost_event``) is unchanged. :mod:`widgettrace.exporters._delivery` sends with it.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
 from sentry_sdk.envelope import Envelope
@@ -35,14 +34,16 @@ from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import capture_internal_exceptions, json_dumps
 from sentry_sdk.utils import logger as sdk_logger
 
-from widgettrace.exporters._http import KeepAliveRequests
+if TYPE_CHECKING:
+    _Base = HttpTransport
+else:
+    _Base = object
 
 __all__ = [
     "COMPRESS_MIN_BYTES",
     "BatchedSubmit",
-    "BatchingHttpTransport",
+    "FastEnvelopes",
     "envelope_bytes",
-    "http_transport_class",
 ]
 
 T = TypeVar("T")
@@ -79,11 +80,20 @@ class BatchedSubmit(Generic[T]):
         *,
         max_pending: int,
         after_batch: Callable[[], None] | None = None,
+        size: Callable[[T], int] | None = None,
+        max_bytes: int = 0,
+        order: Callable[[T], int] | None = None,
     ) -> None:
         self._worker = worker
         self._send = send
         self._after_batch = after_batch
         self.max_pending = max_pending
+        #: With ``size``: bytes held at most (0: no byte bound). ``order`` sorts each batch
+        #: (stable), e.g. errors before transactions.
+        self._size = size
+        self.max_bytes = max_bytes
+        self._order = order
+        self._bytes = 0
         self._pending: deque[T] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
@@ -102,14 +112,19 @@ class BatchedSubmit(Generic[T]):
         # held by the parent's worker at fork time would never be released here.
         self._lock = threading.Lock()
         self._pending.clear()
+        self._bytes = 0
         self._scheduled = False
 
     def submit(self, envelope: T) -> bool:
         """Queue ``envelope``; False when full (the caller counts the loss, as the SDK does)."""
+        size = self._size(envelope) if self._size is not None else 0
         with self._lock:
             if len(self._pending) >= self.max_pending:
                 return False
+            if self.max_bytes and self._pending and self._bytes + size > self.max_bytes:
+                return False
             self._pending.append(envelope)
+            self._bytes += size
             if self._scheduled:
                 return True
             self._scheduled = True
@@ -122,15 +137,22 @@ class BatchedSubmit(Generic[T]):
                 self._pending.remove(envelope)
             except ValueError:
                 return True  # already taken by a running batch
+            self._bytes -= size
         return False
 
     def pending(self) -> int:
         """Envelopes waiting for the worker."""
         return len(self._pending)
 
+    def pending_bytes(self) -> int:
+        """Bytes waiting for the worker (with a ``size`` function)."""
+        return self._bytes
+
     def full(self) -> bool:
         """Whether the next :meth:`submit` would be refused."""
-        return len(self._pending) >= self.max_pending
+        return len(self._pending) >= self.max_pending or bool(
+            self.max_bytes and self._bytes >= self.max_bytes
+        )
 
     def _run(self) -> None:
         """The worker's job: send every envelope waiting, including those that arrive meanwhile."""
@@ -142,6 +164,9 @@ class BatchedSubmit(Generic[T]):
                     break
                 batch = list(pending)
                 pending.clear()
+                self._bytes = 0
+            if self._order is not None:
+                batch.sort(key=self._order)
             for envelope in batch:
                 with capture_internal_exceptions():
                     self._send(envelope)
@@ -150,29 +175,9 @@ class BatchedSubmit(Generic[T]):
                 self._after_batch()
 
 
-class BatchingHttpTransport(KeepAliveRequests, HttpTransport):
-    """sentry-sdk's ``HttpTransport``, handing envelopes to its worker in batches, over a
-    kept-alive connection for plain-http DSNs (:mod:`widgettrace.exporters._http`)."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        super().__init__(options)
-        self._batch: BatchedSubmit[Envelope] = BatchedSubmit(
-            self._worker,
-            self._send_envelope,
-            max_pending=int(options.get("transport_queue_size") or 1000),
-            after_batch=self._flush_client_reports,
-        )
-
-    def capture_envelope(self, envelope: Envelope) -> None:
-        """Queue ``envelope``; a full queue is counted the way the SDK counts it."""
-        if not self._batch.submit(envelope):
-            self.on_dropped_event("full_queue")
-            for item in envelope.items:
-                self.record_lost_event("queue_overflow", item=item)
-
-    def queue_full(self) -> bool:
-        """Whether envelopes would be dropped now (the span processor waits instead)."""
-        return self._batch.full()
+class FastEnvelopes(_Base):
+    """Mixin for ``HttpTransport`` subclasses: the SDK's envelope preparation, cheaper (see the
+    module doc). Put it before the ``HttpTransport`` class in the bases."""
 
     def _prepare_envelope(
         self, envelope: Envelope
@@ -206,22 +211,3 @@ class BatchingHttpTransport(KeepAliveRequests, HttpTransport):
             return None, io.BytesIO(body)
         # zlib's one-shot gzip (wbits 31): what GzipFile writes, without its Python layers.
         return "gzip", io.BytesIO(zlib.compress(body, 9 if level is None else level, 31))
-
-    def pending_envelopes(self) -> int:
-        """Envelopes not yet handed to the network."""
-        queued: int = self._worker._queue.qsize()  # type: ignore[attr-defined]
-        return self._batch.pending() + queued
-
-
-def http_transport_class(options: dict[str, Any]) -> type[HttpTransport] | None:
-    """The transport class to pass as ``sentry_sdk.init(transport=...)`` for HTTP, or None.
-
-    None (the SDK's own choice) when the options ask for a transport of another kind: HTTP/2 or
-    asyncio (sentry-sdk experiments), or one the user passed.
-    """
-    experiments = options.get("_experiments") or {}
-    if experiments.get("transport_http2") or experiments.get("transport_async"):
-        return None
-    if options.get("transport") is not None:
-        return None
-    return BatchingHttpTransport

@@ -13,8 +13,9 @@ What stays the SDK's: the ``BackgroundWorker``, envelope preparation and seriali
 (``_handle_response`` / ``_update_rate_limits`` read ``status`` and the ``Retry-After`` /
 ``X-Sentry-Rate-Limits`` headers of the response object returned here), client reports and
 ``record_lost_event``. An idle connection the server closed is replaced before use (as urllib3
-does); a connection error during a request reconnects once; a second failure (or a timeout, which
-is not resent) raises, and ``BaseHttpTransport._send_request`` counts the envelope as lost
+does); a connection error on a kept-alive connection reconnects once; a failure on a fresh
+connection (or a timeout, which is not resent) raises at once (a failing server costs one
+attempt), and ``BaseHttpTransport._send_request`` counts the envelope as lost
 (``network_error``) exactly as it does for urllib3. Nothing raises out of ``capture_envelope``:
 the SDK's worker job wraps the send in ``capture_internal_exceptions``.
 
@@ -43,8 +44,9 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
-#: Idle connections kept per transport (one per thread that sent concurrently; normally one).
-_MAX_IDLE = 4
+#: Idle connections kept per transport (one per thread that sent concurrently; the delivery
+#: transport runs at most 32 senders).
+_MAX_IDLE = 32
 
 
 class _Headers(dict[str, str]):
@@ -192,7 +194,7 @@ class KeepAliveRequests(_Base):
             for key, value in headers.items()
             if key.lower() not in ("host", "content-length", "transfer-encoding", "connection")
         }
-        conn = self._take_connection()
+        conn, reused = self._take_connection()
         try:
             response, reusable = conn.roundtrip(method, path, sent, data)
         except TimeoutError:
@@ -200,6 +202,8 @@ class KeepAliveRequests(_Base):
             raise  # the server is slow, not gone: resending would double the wait
         except (OSError, http.client.HTTPException):
             conn.close()
+            if not reused:
+                raise  # a fresh connection failed: the server is failing, one attempt is enough
             # Once more on a new connection: the server closed a kept-alive one, or reset it.
             conn = self._new_connection()
             try:
@@ -221,7 +225,8 @@ class KeepAliveRequests(_Base):
         assert self._fast_host is not None
         return _Connection(self._fast_host, self._fast_port, self.TIMEOUT)
 
-    def _take_connection(self) -> _Connection:
+    def _take_connection(self) -> tuple[_Connection, bool]:
+        """An idle connection still open (and True), or a new one (and False)."""
         idle = self._fast_idle
         pid = os.getpid()
         while idle:
@@ -232,9 +237,9 @@ class KeepAliveRequests(_Base):
             if conn.pid != pid:
                 continue  # inherited over fork(): the parent's socket, leave it alone
             if not conn.dropped():
-                return conn
+                return conn, True
             conn.close()
-        return self._new_connection()
+        return self._new_connection(), False
 
     def kill(self) -> None:
         super().kill()

@@ -13,6 +13,9 @@ append to the same file:
   side file ``sentry.log.lock``, and the size is re-checked under the lock, so two processes never
   both rotate. The lock file is opened per rotation (rare), never kept open, because a ``flock``
   belongs to the open file description, which a forked child would otherwise share.
+* A file that does not end in a newline (a writer killed mid-line, a full disk) gets one before
+  the next line, so a torn predecessor never glues onto a whole record: checked each time the
+  file is (re)opened.
 * Before each write the writer compares the inode behind the path with the inode of its open
   descriptor; when another process has rotated, it reopens, so it never keeps writing to a file
   that has been renamed away (and might later be deleted).
@@ -92,6 +95,18 @@ def probe_writable(path: Path, *, private_dir: bool = False) -> None:
         os.close(fd)
 
 
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file is non-empty and its last byte is not a newline (a torn last line)."""
+    try:
+        with open(path, "rb") as file:
+            if file.seek(0, os.SEEK_END) == 0:
+                return False
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) != b"\n"
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover - Windows
@@ -119,6 +134,7 @@ class LogFileWriter:
         self.backups = backups
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._fd: int | None = None
+        self._fresh_line = False  # the file did not end in a newline when opened
         self._lock = threading.Lock()
         #: How many times this writer rotated the file (for tests and diagnostics).
         self.rotations = 0
@@ -130,6 +146,9 @@ class LogFileWriter:
             fd = self._current_fd()
             if os.fstat(fd).st_size + len(line) > self.max_bytes:
                 fd = self._rotate_if_needed(len(line))
+            if self._fresh_line:
+                line = b"\n" + line
+                self._fresh_line = False
             self._write_all(fd, line)
 
     def close(self) -> None:
@@ -148,8 +167,9 @@ class LogFileWriter:
     def _open(self) -> int:
         self._close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
-        return self._fd
+        fd = self._fd = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
+        self._fresh_line = _ends_mid_line(self.path)
+        return fd
 
     def _current_fd(self) -> int:
         """Our descriptor, reopened when the path now names another file (rotated elsewhere)."""

@@ -3,24 +3,22 @@
 Pure functions used by :mod:`widgettrace.exporters.sentry`'s export thread (never on the thread
 that ends a span). Both the current and the old HTTP/DB semantic conventions are read.
 
-* op: ``widget.op`` if set; HTTP (``http.server`` / ``http.client``); ``db``; MCP
-  (``mcp.server`` / ``mcp.client``); GenAI (``gen_ai.<gen_ai.operation.name>``, e.g.
-  ``gen_ai.chat``, ``gen_ai.invoke_agent``, ``gen_ai.execute_tool``); messaging
-  (``queue.publish`` / ``queue.process``); ``rpc``; else by span kind (``function`` for internal).
+* op: ``widget.op`` or ``sentry.op`` if set (the MCP instrumentor sets Sentry's
+  ``mcp.notification.*`` ops, which need the sender's role); HTTP (``http.server`` /
+  ``http.client``); ``db``; MCP (``mcp.server`` / ``mcp.client``); GenAI
+  (``gen_ai.<gen_ai.operation.name>``, e.g. ``gen_ai.chat``, ``gen_ai.invoke_agent``,
+  ``gen_ai.execute_tool``); messaging (``queue.publish`` / ``queue.process``); ``rpc``; else by
+  span kind (``function`` for internal).
 * description: ``GET /api/widgets/status`` for servers (method + route), ``POST hub.local/search``
   for clients (method + host + path, no query), the query text for databases, else the span name.
 * status: OTel ERROR is ``internal_error`` unless an HTTP status says more; an HTTP status code
   maps the way Sentry's SDK maps it; otherwise ``ok``.
-* data: every attribute, secrets scrubbed (keys: authorization, cookies, tokens, API keys,
-  passwords, sessions...; values: ``Bearer``/``Basic`` credentials, secret query parameters);
-  with ``send_default_pii`` false also emails and IP addresses.
+* data: every attribute, scrubbed by :mod:`widgettrace.exporters._scrub` (secret keys, URLs,
+  credential patterns in any text; without ``send_default_pii`` also emails and IP addresses).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
@@ -31,9 +29,9 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
-from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST
 from sentry_sdk.tracing import get_span_status_from_http_code
 
+from widgettrace.exporters._scrub import FILTERED, SCOPE_FLAG, Scrubber, dumps
 from widgettrace.instrumentation import semconv as sc
 
 __all__ = [
@@ -53,25 +51,7 @@ __all__ = [
     "with_events",
 ]
 
-FILTERED = "[Filtered]"
-
-# orjson, not the stdlib encoder: a FastAPI transaction costs ~1 us to encode instead of ~11 us,
-# and orjson.Fragment splices already-encoded spans and data in without re-parsing them.
-_orjson_dumps = orjson.dumps
-_ORJSON_LENIENT = orjson.OPT_NON_STR_KEYS
 Fragment = orjson.Fragment
-
-
-def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON; anything the encoder refuses becomes its ``str``."""
-    try:
-        return _orjson_dumps(value)
-    except TypeError:
-        pass
-    try:
-        return _orjson_dumps(value, default=str, option=_ORJSON_LENIENT)
-    except TypeError:  # an integer beyond 64 bits, for one
-        return json.dumps(value, default=str, separators=(",", ":")).encode()
 
 
 _KIND_OPS = {
@@ -82,193 +62,6 @@ _KIND_OPS = {
     SpanKind.CONSUMER: "queue.process",
 }
 
-# Key segments (a key split on "." with "-" read as "_") that always hold secrets.
-_SECRET_SEGMENTS = frozenset(
-    s.lower().replace("-", "_")
-    for s in [
-        *DEFAULT_DENYLIST,
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "auth_token",
-        "api_token",
-        "bearer",
-        "client_secret",
-        "jwt",
-        "passphrase",
-        "pwd",
-        "x_auth_token",
-        "x_api_key",
-        "api-key",
-        "set_cookie",
-        "proxy_authorization",
-    ]
-)
-_SECRET_PART = re.compile(r"passw|secret|api_?key|private_?key|credential|(^|_)token$|^auth")
-_PII_KEYS = frozenset(
-    {sc.USER_EMAIL, sc.CLIENT_ADDRESS, "enduser.email", "net.peer.ip", "net.sock.peer.addr"}
-)
-_PII_SEGMENTS = frozenset(
-    s.lower().replace("-", "_") for s in [*DEFAULT_PII_DENYLIST, "email", "x_real_ip"]
-)
-_URL_KEYS = frozenset({sc.URL_FULL, sc.HTTP_URL_OLD, sc.HTTP_TARGET_OLD, "url.query"})
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_CREDENTIAL = re.compile(r"\b(Bearer|Basic|Token|Digest)\s+\S+", re.IGNORECASE)
-_SECRET_QUERY = re.compile(
-    r"([?&;](?:[^=&;#]*(?:passw|secret|token|api_?key|apikey|auth|session|sig|signature|"
-    r"credential|code)[^=&;#]*)=)[^&;#]*",
-    re.IGNORECASE,
-)
-
-_KEEP, _SECRET, _PII, _URL = 0, 1, 2, 3
-#: Flag on a verdict: the key carries scope API data (user, tag, context) for the event.
-SCOPE_FLAG = 4
-_SCOPE_PREFIXES = ("user.", sc.WIDGET_TAG_PREFIX, sc.WIDGET_CONTEXT_PREFIX)
-
-
-def _classify(key: str) -> int:
-    if key.startswith(_SCOPE_PREFIXES) or key == sc.CLIENT_ADDRESS:
-        return _classify_plain(key) | SCOPE_FLAG
-    return _classify_plain(key)
-
-
-def _classify_plain(key: str) -> int:
-    if key in _URL_KEYS:
-        return _URL
-    if key in _PII_KEYS:
-        return _PII
-    # Numbers of tokens (gen_ai.usage.input_tokens) are not tokens: segments are matched whole
-    # or by the patterns above, which stop at "tokens".
-    for raw in key.lower().replace("-", "_").split("."):
-        if raw in _SECRET_SEGMENTS or _SECRET_PART.search(raw):
-            return _SECRET
-        if raw in _PII_SEGMENTS:
-            return _PII
-    return _KEEP
-
-
-class Scrubber:
-    """Scrubs attribute mappings by key (memoised per key) and string values by content."""
-
-    def __init__(self, send_default_pii: bool = False) -> None:
-        self.send_default_pii = send_default_pii
-        self._verdicts: dict[str, int] = {}
-        #: attribute key tuple -> the keys among them that need a look, with their verdicts
-        self._shapes: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
-
-    def verdict(self, key: str) -> int:
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            verdict = _classify(key)
-            if len(self._verdicts) < 10000:  # attribute keys are few; never let this grow
-                self._verdicts[key] = verdict
-        return verdict
-
-    def value(self, value: str) -> str:
-        """Scrub secrets (and, without PII, emails) out of free text."""
-        if " " in value:
-            value = _CREDENTIAL.sub(r"\1 " + FILTERED, value)
-        if not self.send_default_pii and "@" in value:
-            value = _EMAIL.sub(FILTERED, value)
-        return value
-
-    def data_json(
-        self,
-        attributes: Mapping[str, Any],
-        scope_items: list[tuple[str, Any]] | None = None,
-        keys: tuple[str, ...] | None = None,
-    ) -> bytes:
-        """:meth:`data`, encoded as JSON: the same result, at a fraction of the cost.
-
-        Spans from one instrumentation point share their attribute keys, so which keys need a
-        look (secrets, PII, URLs, scope data) is decided once per key tuple. The values are then
-        encoded as they are; only when the encoded text could hold an email or a credential (an
-        ``@``, a space, an escape or non-ASCII text) does :meth:`data` look at every value.
-        """
-        if not attributes:
-            return b"{}"
-        if keys is None:
-            keys = tuple(attributes)
-        shape = self._shapes.get(keys)
-        if shape is None:
-            shape = tuple((key, v) for key in keys if (v := self.verdict(key)))
-            if len(self._shapes) < 4096:  # shapes are few; never let this grow
-                self._shapes[keys] = shape
-        out = attributes
-        if shape:
-            out = dict(attributes)
-            pii = self.send_default_pii
-            for key, flags in shape:
-                raw = out[key]
-                if flags & SCOPE_FLAG and scope_items is not None:
-                    scope_items.append((key, raw))
-                verdict = flags & 3
-                if verdict == _SECRET or (verdict == _PII and not pii):
-                    out[key] = FILTERED
-                elif verdict == _URL and type(raw) is str and ("?" in raw or "@" in raw):
-                    out[key] = _scrub_url(raw, pii)
-        blob = dumps(out)
-        # Bytes as ints: ``32 in blob`` is a memchr, ``b" " in blob`` a substring search.
-        if 32 in blob or 64 in blob or 92 in blob or not blob.isascii():  # space, @, backslash
-            # Free text: the value-level scrubber (scope items were collected above).
-            blob = dumps(self.data(attributes))
-        return blob
-
-    def data(
-        self,
-        attributes: Mapping[str, Any],
-        scope_items: list[tuple[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """A scrubbed, JSON-ready copy of span attributes.
-
-        Scope API attributes (user.*, widget.tag.*, widget.context.*, client.address) are also
-        appended, unscrubbed, to ``scope_items`` when given: the event-level mapping decides.
-        """
-        out: dict[str, Any] = {}
-        verdicts = self._verdicts
-        pii = self.send_default_pii
-        for key, raw in attributes.items():
-            verdict = verdicts.get(key)
-            if verdict is None:
-                verdict = self.verdict(key)
-            if verdict:
-                if verdict & SCOPE_FLAG:
-                    if scope_items is not None:
-                        scope_items.append((key, raw))
-                    verdict &= 3
-                if verdict == _SECRET or (verdict == _PII and not pii):
-                    out[key] = FILTERED
-                    continue
-            value = raw
-            cls = type(value)
-            if cls is str:
-                if verdict == _URL and ("?" in value or "@" in value):
-                    value = _scrub_url(value, pii)
-                elif " " in value or "@" in value:
-                    value = self.value(value)
-            elif cls is float and not math.isfinite(value):
-                value = str(value)  # JSON (and Sentry) have no NaN or infinity
-            elif cls is tuple:
-                value = [self.value(v) if type(v) is str else _finite(v) for v in value]
-            out[key] = value
-        return out
-
-
-def _finite(value: Any) -> Any:
-    if type(value) is float and not math.isfinite(value):
-        return str(value)
-    return value
-
-
-def _scrub_url(url: str, pii: bool) -> str:
-    url = _SECRET_QUERY.sub(r"\1" + FILTERED, url)
-    if "@" in url:
-        # user:password@host
-        url = re.sub(r"//[^/@]*@", "//" + FILTERED + "@", url, count=1)
-        if not pii:
-            url = _EMAIL.sub(FILTERED, url)
-    return url
-
 
 def _method(attrs: Mapping[str, Any]) -> Any:
     return attrs.get(sc.HTTP_REQUEST_METHOD) or attrs.get(sc.HTTP_METHOD_OLD)
@@ -276,7 +69,7 @@ def _method(attrs: Mapping[str, Any]) -> Any:
 
 def op_for(kind: SpanKind, attrs: Mapping[str, Any]) -> str:
     """Sentry op for a span (see the module docstring for the order)."""
-    op = attrs.get(sc.WIDGET_OP)
+    op = attrs.get(sc.WIDGET_OP) or attrs.get(sc.SENTRY_OP)
     if op:
         return str(op)
     if _method(attrs):
@@ -582,6 +375,8 @@ def span_json(
         op = _KIND_OPS.get(kind, "function")
         description = name
         status = "internal_error" if code is StatusCode.ERROR else "ok"
+    # Descriptions are queries (db.statement) and span names: free text.
+    description = scrubber.text_cached(description)
     if events:
         data = with_events(data, events, scrubber)
     if not parent_id and parent is not None:  # a remote parent

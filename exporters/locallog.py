@@ -22,8 +22,16 @@ Configuration (see the configuration table, ``widgettrace config``):
   ``sentry.log.1``, ``.2``, ... shared safely by several processes (see ``_logfile``).
 
 The transport never blocks or raises into the caller: lines are written by a background worker
-from a bounded queue; when the queue is full the event is dropped, counted
-(:meth:`LocalLogTransport.lost_events`, reason ``queue_overflow``) and one warning is logged.
+from a bounded queue (in envelopes and bytes); when the queue is full the event is dropped,
+counted (:meth:`LocalLogTransport.lost_events`, reason ``queue_overflow``) and one warning is
+logged.
+
+In a tee the local log never depends on the remote side: the writer thread takes each envelope
+(errors, sessions and logs of a batch first), runs it through
+:func:`~widgettrace.exporters._delivery.filter_envelope` (the one place every envelope passes),
+writes its lines, and only then hands it to the HTTP half, whose queue never blocks (a slow,
+stalled or dead Sentry costs the HTTP half's envelopes, counted, never a local line). At exit the
+client report of what the HTTP half could not deliver is written as a ``client_report`` line.
 
 Usage (what ``widgettrace.exporters.sentry.configure_sentry`` does)::
 
@@ -49,7 +57,13 @@ from sentry_sdk.envelope import Envelope, Item
 from sentry_sdk.transport import Transport
 from sentry_sdk.worker import BackgroundWorker
 
-from widgettrace.exporters._batching import BatchedSubmit, http_transport_class
+from widgettrace.exporters._batching import BatchedSubmit
+from widgettrace.exporters._delivery import (
+    envelope_priority,
+    envelope_size,
+    filter_envelope,
+    http_transport_class,
+)
 from widgettrace.exporters._logfile import (
     LOG_PATH_ENV,
     LogFileWriter,
@@ -73,6 +87,12 @@ __all__ = [
 
 #: Envelope item types that become lines in the local log.
 LOGGED_ITEM_TYPES = frozenset({"event", "transaction"})
+
+#: At kill, how long the writer may take for the lines still queued (normally microseconds).
+KILL_FLUSH_S = 1.0
+
+#: Bytes of envelopes waiting for the writer thread at most.
+DEFAULT_QUEUE_BYTES = 32 << 20
 
 #: Envelopes waiting for the writer thread. Local writes take microseconds, so this only fills
 #: when the disk stalls; it is larger than the SDK's HTTP queue (100) because bursts of errors
@@ -161,10 +181,18 @@ class LocalLogTransport(Transport):
         self.writer = LogFileWriter(path, max_bytes=max_bytes, backups=backups)
         self.queue_size = queue_size
         self._worker = BackgroundWorker(queue_size=queue_size)
-        # One worker job per burst of envelopes, not per envelope (see _batching).
-        self._batch: BatchedSubmit[list[Item]] = BatchedSubmit(
-            self._worker, self._write_items, max_pending=queue_size
+        # One worker job per burst of envelopes, not per envelope (see _batching); errors,
+        # sessions and logs of a burst first.
+        self._batch: BatchedSubmit[Envelope] = BatchedSubmit(
+            self._worker,
+            self._write_envelope,
+            max_pending=queue_size,
+            size=envelope_size,
+            max_bytes=DEFAULT_QUEUE_BYTES,
+            order=envelope_priority,
         )
+        if inner is not None and hasattr(inner, "filtering"):
+            inner.filtering = False  # filter_envelope runs here, once, for both halves
         self._lost: Counter[tuple[str, str]] = Counter()
         self._lost_lock = threading.Lock()
         self._warned: set[str] = set()
@@ -179,21 +207,20 @@ class LocalLogTransport(Transport):
     # --- Transport interface ------------------------------------------------------------------
 
     def capture_envelope(self, envelope: Envelope) -> None:
-        """Queue the envelope's events and transactions for the local log; forward to ``inner``."""
+        """Queue the envelope for the writer thread, which writes its lines, then forwards it."""
         with internal_errors("locallog.capture_envelope"):
-            items = [item for item in envelope.items if item.type in LOGGED_ITEM_TYPES]
-            if items and not self._batch.submit(items):
-                for item in items:
-                    self._count("queue_overflow", item=item)
-                self._warn_once(
-                    "queue_overflow",
-                    "widgettrace: local log queue is full (%d envelopes); dropping events "
-                    "(counted as queue_overflow)",
-                    self.queue_size,
-                )
-        if self.inner is not None:
-            with internal_errors("locallog.inner_capture_envelope"):
-                self.inner.capture_envelope(envelope)
+            if self._batch.submit(envelope):
+                return
+            for item in envelope.items:
+                self._count("queue_overflow", item=item)
+                if self.inner is not None:
+                    self.inner.record_lost_event("queue_overflow", item=item)
+            self._warn_once(
+                "queue_overflow",
+                "widgettrace: local log queue is full (%d envelopes); dropping events "
+                "(counted as queue_overflow)",
+                self.queue_size,
+            )
 
     def flush(self, timeout: float, callback: Any | None = None) -> None:
         """Wait up to ``timeout`` seconds for queued lines (and the HTTP half) to go out."""
@@ -205,13 +232,19 @@ class LocalLogTransport(Transport):
                 self.inner.flush(max(0.0, deadline - time.monotonic()), callback)
 
     def kill(self) -> None:
-        """Stop the writer thread (after what is already queued) and the HTTP half."""
-        with internal_errors("locallog.kill"):
-            self._worker.submit(self.writer.close)
-            self._worker.kill()
+        """Stop the HTTP half, write its last client report here, stop the writer thread."""
         if self.inner is not None:
             with internal_errors("locallog.inner_kill"):
                 self.inner.kill()
+                final = getattr(self.inner, "final_client_report", None)
+                report = final() if callable(final) else None
+                if report is not None:
+                    self._worker.submit(lambda: self._write_client_report(report))
+        with internal_errors("locallog.kill"):
+            self._worker.submit(self.writer.close)
+            # Local writes take microseconds: let the last lines (and the report) reach the file.
+            self._worker.flush(KILL_FLUSH_S)
+            self._worker.kill()
 
     def record_lost_event(
         self,
@@ -277,22 +310,36 @@ class LocalLogTransport(Transport):
             self._warned.add(key)
             logger.warning(message, *args)
 
-    def _write_items(self, items: list[Item]) -> None:
-        """Runs on the worker thread: one line per item; failures are counted, never raised."""
-        for item in items:
-            try:
-                self.writer.write_line(_one_line(item.get_bytes()))
-                self.lines_written += 1
-            except (OSError, ValueError) as exc:
-                self._count("local_log_error", item=item)
-                self.writer.close()  # reopen (and recreate the directory) on the next line
-                self._warn_once(
-                    "write_error",
-                    "widgettrace: cannot write the local log %s (%s); dropping its lines until "
-                    "it works again",
-                    self.writer.path,
-                    exc,
-                )
+    def _write_envelope(self, envelope: Envelope) -> None:
+        """Runs on the worker thread: filter, one line per logged item, then the HTTP half."""
+        filtered = filter_envelope(envelope)
+        if filtered is None:
+            return
+        for item in filtered.items:
+            if item.type in LOGGED_ITEM_TYPES:
+                self._write_line(item.get_bytes(), item)
+        if self.inner is not None:
+            with internal_errors("locallog.inner_capture_envelope"):
+                self.inner.capture_envelope(filtered)
+
+    def _write_client_report(self, report: dict[str, Any]) -> None:
+        self._write_line(json.dumps({"type": "client_report", **report}).encode(), None)
+
+    def _write_line(self, payload: bytes, item: Item | None) -> None:
+        """One line; failures are counted, never raised."""
+        try:
+            self.writer.write_line(_one_line(payload))
+            self.lines_written += 1
+        except (OSError, ValueError) as exc:
+            self._count("local_log_error", "default" if item is None else None, item)
+            self.writer.close()  # reopen (and recreate the directory) on the next line
+            self._warn_once(
+                "write_error",
+                "widgettrace: cannot write the local log %s (%s); dropping its lines until "
+                "it works again",
+                self.writer.path,
+                exc,
+            )
 
 
 def _reset_locks_after_fork(transport: LocalLogTransport) -> None:

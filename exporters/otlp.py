@@ -118,9 +118,11 @@ def configure_otlp_mode(settings: Any, resource: Resource | None) -> list[SpanPr
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from widgettrace.exporters import _sentry_errors
+    from widgettrace.exporters._scrub import scrubber_for
+    from widgettrace.exporters._scrub_spans import ScrubbingSpanExporter
     from widgettrace.exporters.locallog import make_transport
     from widgettrace.exporters.sentry import _ErrorSink, sentry_init_options
-    from widgettrace.instrumentation import scope
+    from widgettrace.instrumentation import logcrumbs, scope
 
     # The same SDK options as the processor mode (integrations chosen so nothing is reported
     # twice, no stdlib header injection, scrubbing, release/environment), plus OTLPIntegration.
@@ -137,11 +139,18 @@ def configure_otlp_mode(settings: Any, resource: Resource | None) -> list[SpanPr
         client.options["send_default_pii"] = bool(settings.send_default_pii)
 
     _sentry_errors.install()
-    scope.set_error_sink(_ErrorSink(_resource_tags(resource), bool(settings.send_default_pii)))
+    logcrumbs.install()  # log records as per-trace breadcrumbs (the SDK's are off)
+    scrubber = scrubber_for(settings)
+    scope.set_error_sink(
+        _ErrorSink(_resource_tags(resource), bool(settings.send_default_pii), scrubber)
+    )
 
     endpoint, headers = otlp_traces_target(dsn)
     # The exporter's own HTTP requests run with instrumentation suppressed (BatchSpanProcessor
     # does that), so they neither become spans nor carry trace headers.
-    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, headers=headers))
+    # Scrubbed on the batch processor's thread before the OTLP exporter sees them.
+    processor = BatchSpanProcessor(
+        ScrubbingSpanExporter(OTLPSpanExporter(endpoint=endpoint, headers=headers), scrubber)
+    )
     logger.debug("widgettrace: spans go over OTLP to %s", endpoint)
     return [processor]

@@ -38,7 +38,7 @@ stdlib, httpx and aiohttp integrations).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote, quote_plus, unquote
 
@@ -88,6 +88,11 @@ _SENTRY_PREFIX: Final = "sentry-"
 # W3C baggage limits (https://www.w3.org/TR/baggage/#limits).
 _MAX_BAGGAGE_ENTRIES: Final = 180
 _MAX_BAGGAGE_BYTES: Final = 8192
+# W3C Trace Context tracestate limits (https://www.w3.org/TR/trace-context/#tracestate-limits).
+_MAX_TRACESTATE_ENTRIES: Final = 32
+_MAX_TRACESTATE_CHARS: Final = 512
+_MAX_TRACESTATE_ENTRY_CHARS: Final = 128
+TRACESTATE_HEADER: Final = "tracestate"
 
 # Sentry's own grammar: trace id, span id, optional sampled flag (absent = deferred decision).
 _SENTRY_TRACE_RE: Final = re.compile(r"^[ \t]*([0-9a-f]{32})-([0-9a-f]{16})(?:-([01]))?[ \t]*$")
@@ -431,6 +436,62 @@ def _merge_baggage_values(first: str, second: str) -> str:
     return ",".join(merged.values())
 
 
+def _baggage_within_limits(value: str) -> str:
+    """``value`` cut to the W3C limits (180 members, 8192 bytes); Sentry's entries kept first.
+
+    The merged header is the union of what every member wrote (W3C baggage, Sentry's DSC, the
+    incoming entries passed on), so each part may be within the limits and the whole not. The
+    ``sentry-*`` members (the DSC Sentry samples and links by) go first; the others follow in
+    order until a limit is reached; a key is written once.
+    """
+    if (
+        value.count(",") < _MAX_BAGGAGE_ENTRIES
+        and len(value) <= _MAX_BAGGAGE_BYTES
+        and value.isascii()  # then characters are bytes
+    ):
+        return value  # the usual case, without splitting
+    members = [member.strip() for member in value.split(",") if member.strip()]
+    sentry = [m for m in members if _baggage_key(m).startswith(_SENTRY_PREFIX)]
+    others = [m for m in members if not _baggage_key(m).startswith(_SENTRY_PREFIX)]
+    kept: list[str] = []
+    seen: set[str] = set()
+    size = 0
+    for member in [*sentry, *others]:
+        key = _baggage_key(member)
+        extra = len(member.encode()) + (1 if kept else 0)
+        if key in seen or size + extra > _MAX_BAGGAGE_BYTES:
+            continue  # a smaller member further on may still fit
+        kept.append(member)
+        seen.add(key)
+        size += extra
+        if len(kept) == _MAX_BAGGAGE_ENTRIES:
+            break
+    return ",".join(kept)
+
+
+def _tracestate_within_limits(value: str) -> str:
+    """``value`` cut to 32 members and 512 characters, as W3C Trace Context says to cut it.
+
+    Entries longer than 128 characters are removed first, then entries from the end.
+    """
+    if value.count(",") < _MAX_TRACESTATE_ENTRIES and len(value) <= _MAX_TRACESTATE_CHARS:
+        return value
+    members = [member.strip() for member in value.split(",") if member.strip()]
+    members = members[:_MAX_TRACESTATE_ENTRIES]
+    if len(",".join(members)) > _MAX_TRACESTATE_CHARS:
+        members = [m for m in members if len(m) <= _MAX_TRACESTATE_ENTRY_CHARS]
+    while members and len(",".join(members)) > _MAX_TRACESTATE_CHARS:
+        members.pop()
+    return ",".join(members)
+
+
+# The headers the composite cuts to their W3C limits after merging what every member wrote.
+_WITHIN_LIMITS: Final[Mapping[str, Callable[[str], str]]] = {
+    BAGGAGE_HEADER: _baggage_within_limits,
+    TRACESTATE_HEADER: _tracestate_within_limits,
+}
+
+
 class _CollectingSetter(Setter[MutableMapping[str, str]]):
     """Collects header writes so the composite can emit each header exactly once."""
 
@@ -501,7 +562,10 @@ class MergingCompositePropagator(CompositePropagator):
             except Exception as exc:
                 _internal_error("propagation.inject", exc)
         for key, value in collected.items():
-            setter.set(carrier, key, value)
+            limited = _WITHIN_LIMITS.get(key)
+            out = value if limited is None else limited(value)
+            if out:
+                setter.set(carrier, key, out)
 
 
 def default_propagator() -> MergingCompositePropagator:

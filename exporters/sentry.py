@@ -15,8 +15,10 @@ How spans travel (why it is cheap for the application):
    objects) and groups them by *local root* (no parent, or a remote parent): a short grace
    after the root ends, the root and every buffered descendant become one Sentry transaction
    event, handed to the SDK client's transport (rate limits, retries, the worker queue and
-   client reports stay the SDK's). If the transport's queue is full the thread waits (up to
-   2 s) instead of dropping, so bursts back up into our larger queue.
+   client reports stay the SDK's). If the local log's queue is full the thread waits (up to
+   2 s) instead of dropping, so bursts back up into our larger queue; the HTTP half never makes
+   it wait (a slow or dead Sentry must not cost the local log or memory:
+   :mod:`widgettrace.exporters._delivery`).
 3. A span that ends after its transaction was sent (a late child, or one started after the root
    ended) is sent as its own transaction in the same trace with its real ``parent_span_id``.
    Spans whose parent never ends are held at most ``WIDGETTRACE_OPEN_SPAN_TIMEOUT_S`` and at most
@@ -34,12 +36,14 @@ instrumented span (sampled or not) exactly once, through
 Sentry error event linked to the trace and the span where it was raised. Sentry's own integrations
 are chosen so nothing is reported twice: no Starlette/FastAPI or other auto-enabling integrations,
 no stdlib header injection (propagation is OTel's), logging for breadcrumbs only, and the
-excepthook/threading integrations only for crashes outside any span (a ``before_send`` drops what
-widgettrace already reported).
+excepthook/threading integrations only for crashes outside any span; a global event processor
+drops any second capture of an exception, also one made by a client the application initialised
+itself (see :func:`_one_report_per_exception`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -48,7 +52,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -61,15 +65,16 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
-from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
+from sentry_sdk.scope import add_global_event_processor
+from sentry_sdk.scrubber import EventScrubber
 from sentry_sdk.utils import event_from_exception, format_timestamp
 from sentry_sdk.utils import logger as sdk_logger
 
-from widgettrace.exporters import _sentry_errors
-from widgettrace.exporters._batching import http_transport_class
+from widgettrace.exporters import _frames, _sentry_errors, _shutdown
+from widgettrace.exporters._delivery import http_transport_class
+from widgettrace.exporters._scrub import FILTERED, Scrubber, scrubber_for
 from widgettrace.exporters._sentry_convert import (
     Ended,
-    Scrubber,
     breadcrumbs_from,
     classify,
     dumps,
@@ -77,6 +82,7 @@ from widgettrace.exporters._sentry_convert import (
     span_json,
     with_events,
 )
+from widgettrace.instrumentation import logcrumbs
 from widgettrace.instrumentation import scope as wscope
 from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import internal_errors, logger
@@ -88,8 +94,8 @@ __all__ = [
 ]
 
 #: How long shutdown waits for the transport to deliver what is queued before it gives up
-#: (and logs how much was left).
-SHUTDOWN_FLUSH_S = 10.0
+#: (and logs how much was left): ``WIDGETTRACE_SHUTDOWN_TIMEOUT_S``'s default.
+SHUTDOWN_FLUSH_S = 2.0
 #: Time after a root ends before its transaction is sent, so children ending just after it
 #: (async cleanup, response streaming) are included.
 DEFAULT_GRACE_S = 0.1
@@ -153,13 +159,21 @@ class _RateLimitedLog:
         self.interval = interval
         self._last: dict[str, float] = {}
         self._pending: dict[str, int] = {}
+        self._messages: dict[str, str] = {}
 
     def add(self, reason: str, count: int, message: str) -> None:
         self._pending[reason] = self._pending.get(reason, 0) + count
+        self._messages[reason] = message
         now = time.monotonic()
         if now - self._last.get(reason, -1e9) >= self.interval:
             self._last[reason] = now
             logger.warning(message, self._pending.pop(reason))
+
+    def flush(self) -> None:
+        """Log what is counted but not yet told (at exit: every count is told once)."""
+        for reason, count in list(self._pending.items()):
+            del self._pending[reason]
+            logger.warning(self._messages[reason], count)
 
 
 def _contains(sent: int | set[int] | None, span_id: int) -> bool:
@@ -206,17 +220,20 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         buffer_max_spans: int = 100_000,
         open_span_timeout_s: float = 300.0,
         queue_size: int = 20_000,
+        shutdown_timeout_s: float = SHUTDOWN_FLUSH_S,
         grace_s: float = DEFAULT_GRACE_S,
         tick_s: float = DEFAULT_TICK_S,
         get_client: Callable[[], Any] = sentry_sdk.get_client,
+        scrubber: Scrubber | None = None,
     ) -> None:
         self._release = release
         self._environment = environment
-        self._scrubber = Scrubber(send_default_pii)
+        self._scrubber = scrubber or Scrubber(send_default_pii)
         self._max_spans = max_spans_per_transaction
         self._buffer_max = buffer_max_spans
         self._timeout = open_span_timeout_s
         self._queue_size = queue_size
+        self._shutdown_timeout = shutdown_timeout_s
         self._grace = grace_s
         self._tick = tick_s
         self._get_client = get_client
@@ -308,18 +325,30 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         """Send every transaction whose root has ended, then flush the SDK transport."""
         return self._flush(expire=False, timeout=timeout_millis / 1000)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`shutdown` ran."""
+        return self._stopped
+
     def shutdown(self) -> None:
         """Send everything still held (also incomplete trees), stop the thread, flush."""
+        self.shutdown_within(self._shutdown_timeout)
+
+    def shutdown_within(self, timeout: float) -> None:
+        """:meth:`shutdown`, giving up after ``timeout`` seconds (errors are flushed first)."""
         if self._stopped:
             return
-        self._flush(expire=True, timeout=SHUTDOWN_FLUSH_S)
+        deadline = time.monotonic() + timeout
+        self._flush(expire=True, timeout=timeout)
         self._stopped = True
         self._wake.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
         with internal_errors("sentry.shutdown_count"):
-            self._log_undelivered()
+            self._report_dropped()
+            self._log.flush()
+            self._log_undelivered(timeout)
 
-    def _log_undelivered(self) -> None:
+    def _log_undelivered(self, timeout: float) -> None:
         # At exit the SDK kills its workers and what they still hold is gone without a client
         # report (none can be sent any more): say so, so a backlog is never lost silently.
         client = self._get_client()
@@ -327,9 +356,10 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         if pending:
             logger.warning(
                 "widgettrace: exiting with %d Sentry envelope(s)/span(s) not delivered after "
-                "%.0f s (the transport could not keep up); they are lost",
+                "%.1f s (WIDGETTRACE_SHUTDOWN_TIMEOUT_S); they are lost (counted in client "
+                "reports)",
                 pending,
-                SHUTDOWN_FLUSH_S,
+                timeout,
             )
 
     def _flush(self, *, expire: bool, timeout: float) -> bool:
@@ -583,12 +613,15 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                 end // 1_000_000_000,
                 end % 1_000_000_000,
             ),
-            classified[3],
+            self._scrubber.text_cached(classified[3]),
         )
 
     def _head(self, classified: tuple[str, str, str, str, str]) -> bytes:
         """The start of a transaction event, up to the trace context's varying fields."""
         op, description, status, name, source = classified
+        # Names and descriptions are free text (span names, db.statement): scrubbed once here.
+        name = self._scrubber.text_cached(name)
+        description = self._scrubber.text_cached(description)
         event: dict[str, Any] = {
             "type": "transaction",
             "transaction": name,
@@ -747,17 +780,16 @@ class WidgetTraceSpanProcessor(SpanProcessor):
     def _wait_for_room(self, transport: Any) -> None:
         if transport is not self._workers_for:
             self._workers_for = transport
-            # Our transports (local log, batching HTTP) say whether they would drop now; the
-            # SDK's own queue envelopes on a BackgroundWorker, whose full() says the same.
+            # Our transports say whether they would drop now: the local log's queue (the
+            # embedded default is worth waiting for); the HTTP delivery never makes us wait
+            # (a slow Sentry must not hold back the local log or grow our queue). The SDK's
+            # own transports queue on a BackgroundWorker, whose full() says the same.
             self._workers = []
-            for holder in (transport, getattr(transport, "inner", None)):
-                if holder is None:
-                    continue
-                check = getattr(holder, "queue_full", None)
-                if check is None:
-                    check = getattr(getattr(holder, "_worker", None), "full", None)
-                if callable(check):
-                    self._workers.append(check)
+            check = getattr(transport, "queue_full", None)
+            if check is None:
+                check = getattr(getattr(transport, "_worker", None), "full", None)
+            if callable(check):
+                self._workers.append(check)
         workers = self._workers
         for full in workers:
             if full():
@@ -771,7 +803,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                     "transport_full",
                     1,
                     "widgettrace: the Sentry transport cannot keep up; transactions dropped "
-                    "(counted in Sentry client reports as queue_overflow; %d times)",
+                    "(counted in Sentry client reports as queue_overflow; waited %d times)",
                 )
                 return
             time.sleep(0.002)
@@ -800,7 +832,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             elif key.startswith(sc.WIDGET_TAG_PREFIX):
                 tag = key[len(sc.WIDGET_TAG_PREFIX) :]
                 if self._scrubber.verdict(key) & 3 == 0:
-                    tags[tag[:_MAX_TAG_LENGTH]] = str(value)[:_MAX_TAG_LENGTH]
+                    tags[tag[:_MAX_TAG_LENGTH]] = self._scrubber.text(str(value))[:_MAX_TAG_LENGTH]
             elif key.startswith(sc.WIDGET_CONTEXT_PREFIX):
                 rest = key[len(sc.WIDGET_CONTEXT_PREFIX) :]
                 ctx_name, _, ctx_field = rest.partition(".")
@@ -843,9 +875,11 @@ _USER_ATTRS = {
 class _ErrorSink:
     """Turns :class:`widgettrace.instrumentation.scope.ErrorReport` into Sentry error events."""
 
-    def __init__(self, resource_tags: Mapping[str, str], send_default_pii: bool) -> None:
+    def __init__(
+        self, resource_tags: Mapping[str, str], send_default_pii: bool, scrubber: Scrubber
+    ) -> None:
         self.resource_tags = dict(resource_tags)
-        self.scrubber = Scrubber(send_default_pii)
+        self.scrubber = scrubber
 
     def __call__(self, report: wscope.ErrorReport) -> None:
         client = sentry_sdk.get_client()
@@ -860,7 +894,7 @@ class _ErrorSink:
                 mechanism={"type": "widgettrace", "handled": report.handled},
             )
         else:
-            event = {"message": self.scrubber.value(report.message or "")}
+            event = {"message": report.message or ""}  # scrubbed in _scrub_before_send
             hint = {}
         event["level"] = report.level
         event["timestamp"] = report.timestamp
@@ -900,15 +934,82 @@ class _ErrorSink:
         sentry_sdk.capture_event(event, hint=hint)  # type: ignore[arg-type]
 
 
-def _before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
-    """Drop what Sentry's own integrations (excepthook, threading) capture that we reported."""
-    if hint.get("widgettrace"):
+def _one_report_per_exception(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    """Each exception object becomes one error event, whoever captures it first.
+
+    A global event processor, so it also runs for a client the application created with its
+    own ``sentry_sdk.init()`` (common while migrating): its Starlette/FastAPI integrations and
+    our escape detection see the same exception, and our events go to whichever client is
+    current. Our sink marks an exception before sending it; any other capture of an exception
+    we already sent is dropped, and one the application's integrations send first is marked so
+    ours stays silent. Also drops what our own excepthook/threading integrations see again.
+    """
+    if hint.get("widgettrace") or wscope.get_error_sink() is None:
         return event
     exc_info = hint.get("exc_info")
     exc = exc_info[1] if exc_info else None
     if isinstance(exc, BaseException) and not wscope.mark_reported(exc):
         return None
     return event
+
+
+_processor_added = False
+
+
+def _add_global_dedupe() -> None:
+    global _processor_added
+    if not _processor_added:  # global processors cannot be removed: add it once per process
+        add_global_event_processor(_one_report_per_exception)  # type: ignore[arg-type]
+        _processor_added = True
+
+
+def _scrub_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    """The SDK's ``before_send``: the last step before an error or message event is sent (after
+    every event processor), so every place it carries text is scrubbed here (exception values,
+    frame variables, breadcrumbs, contexts, tags, messages, request data), then the size budget
+    (after scrubbing, so a secret is never cut into an unrecognisable prefix). docs/privacy.md.
+    """
+    kept = event  # duplicates were dropped earlier, by _one_report_per_exception
+    try:
+        _frames.shape(kept)
+        _event_scrubber.event(kept)
+        _frames.trim(kept)
+    except Exception:
+        with internal_errors("sentry.scrub_event"):
+            raise
+        return _unscrubbable(kept)
+    return kept
+
+
+def _unscrubbable(event: dict[str, Any]) -> dict[str, Any]:
+    """What is left of an event the scrubber failed on: never the text, never nothing."""
+    keep = ("event_id", "timestamp", "level", "platform", "release", "environment", "sdk")
+    out = {key: event[key] for key in keep if key in event}
+    trace_context = (event.get("contexts") or {}).get("trace")
+    if isinstance(trace_context, dict):
+        out["contexts"] = {"trace": trace_context}
+    values = (event.get("exception") or {}).get("values") or []
+    out["exception"] = {
+        "values": [{"type": str(v.get("type", "Error")), "value": FILTERED} for v in values]
+    }
+    return out
+
+
+_event_scrubber = Scrubber()
+
+
+class _FrameBudget(EventScrubber):
+    """The SDK's ``event_scrubber`` hook, which runs before it serialises the event: drops the
+    frame variables the budget does not keep, so they are never serialised (scrubbing itself
+    is in :func:`_scrub_before_send`, on the serialised event)."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def scrub_event(self, event: Any) -> None:
+        with internal_errors("sentry.frame_budget"):
+            _frames.prepare(event, self.mode)
 
 
 # --- set-up ------------------------------------------------------------------------------------
@@ -928,13 +1029,14 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
     """The ``sentry_sdk.init`` keyword arguments widgettrace uses (without the transport)."""
     from sentry_sdk.integrations.argv import ArgvIntegration
     from sentry_sdk.integrations.atexit import AtexitIntegration
-    from sentry_sdk.integrations.dedupe import DedupeIntegration
     from sentry_sdk.integrations.excepthook import ExcepthookIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
     from sentry_sdk.integrations.modules import ModulesIntegration
     from sentry_sdk.integrations.threading import ThreadingIntegration
 
-    pii_keys = [*DEFAULT_PII_DENYLIST, "email", "user.email", "ip_address", "client.address"]
+    global _event_scrubber
+    _event_scrubber = scrubber_for(settings)
+    local_variables = getattr(settings, "local_variables", "app")
     release = settings.sentry_release or _resource_value(resource, sc.SERVICE_VERSION)
     environment = settings.sentry_environment or _resource_value(
         resource, sc.DEPLOYMENT_ENVIRONMENT_NAME, sc.DEPLOYMENT_ENVIRONMENT_OLD
@@ -946,14 +1048,18 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
         # Tracing is OTel's: Sentry must not start its own transactions or sample.
         "traces_sample_rate": None,
         # Deliberate integration list (see the module docstring): nothing that would report an
-        # error twice, no stdlib patch injecting sentry-trace headers.
+        # error twice, no stdlib patch injecting sentry-trace headers. No Dedupe: it keeps the
+        # last exception (its frames, their locals) in a contextvar of the capturing thread for
+        # that thread's whole life; _one_report_per_exception marks the exception instead.
         "default_integrations": False,
         "auto_enabling_integrations": False,
         "integrations": [
-            LoggingIntegration(level=logging.INFO, event_level=None),
+            # No breadcrumbs from the SDK: its scope is process-wide, so one request's log lines
+            # ended up in another's error. widgettrace.instrumentation.logcrumbs keeps them
+            # per trace instead (see configure_sentry).
+            LoggingIntegration(level=None, event_level=None),
             ExcepthookIntegration(always_run=False),
             ThreadingIntegration(propagate_scope=True),
-            DedupeIntegration(),
             ModulesIntegration(),
             ArgvIntegration(),
             AtexitIntegration(callback=lambda pending, timeout: None),
@@ -961,12 +1067,11 @@ def sentry_init_options(settings: Any, resource: Resource | None) -> dict[str, A
         "trace_propagation_targets": [],
         "propagate_traces": False,
         "in_app_exclude": ["widgettrace", "opentelemetry", "sentry_sdk"],
-        "event_scrubber": EventScrubber(
-            denylist=[*DEFAULT_DENYLIST, "access_token", "refresh_token", "client_secret"],
-            pii_denylist=pii_keys,
-            recursive=True,
-        ),
-        "before_send": _before_send,
+        # Scrubbing (widgettrace.exporters._scrub) is in before_send; this hook bounds frame
+        # variables before the SDK serialises them (widgettrace.exporters._frames).
+        "include_local_variables": local_variables != "off",
+        "event_scrubber": _FrameBudget(local_variables),
+        "before_send": _scrub_before_send,
         "transport_queue_size": TRANSPORT_QUEUE_SIZE,
         "_experiments": {"transport_compression_level": TRANSPORT_COMPRESSION_LEVEL},
     }
@@ -1003,6 +1108,29 @@ def _local_transport(options: dict[str, Any], settings: Any) -> Any:
     return make_transport(options, settings)
 
 
+@contextlib.contextmanager
+def _validated_sentry_env_hidden() -> Iterator[None]:
+    """Hide the ``SENTRY_*`` variables we validate from the SDK while it initialises.
+
+    The SDK reads SENTRY_DSN, SENTRY_RELEASE, SENTRY_ENVIRONMENT, SENTRY_DEBUG and
+    SENTRY_SPOTLIGHT itself for every option left unset: a value our settings rejected (logged
+    once, with the default used instead) would otherwise be used behind our back, e.g.
+    ``SENTRY_SPOTLIGHT=maybe`` enabling Spotlight at "maybe". Our options carry the validated
+    values; the SDK's own detection (git revision for the release, "production") still runs.
+    The variables are back as soon as ``init`` returns (the application may read them).
+    """
+    from widgettrace.instrumentation._config import SETTINGS
+
+    hidden: dict[str, str] = {}
+    for setting in SETTINGS:
+        if setting.origin == "sentry" and setting.env in os.environ:
+            hidden[setting.env] = os.environ.pop(setting.env)
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
 def configure_sentry(
     settings: Any,
     resource: Resource | None,
@@ -1031,7 +1159,8 @@ def configure_sentry(
     if not settings.sentry_dsn and transport is None and "spotlight" not in options:
         logger.info("widgettrace: no SENTRY_DSN, local log off and no Spotlight: Sentry is off")
         return None
-    sentry_sdk.init(**options)
+    with _validated_sentry_env_hidden():
+        sentry_sdk.init(**options)
     # The SDK's logger sits at DEBUG and drops debug records in a filter unless debug is on:
     # every envelope sent then builds a LogRecord (and its caller lookup) for nothing, ~10 us
     # on the transport's thread. Off, the level itself says no; SENTRY_DEBUG keeps it at DEBUG.
@@ -1041,6 +1170,9 @@ def configure_sentry(
         # Spotlight without a DSN makes the SDK turn PII on; ours is WIDGETTRACE_SEND_DEFAULT_PII.
         client.options["send_default_pii"] = bool(settings.send_default_pii)
     _sentry_errors.install()
+    _add_global_dedupe()
+    logcrumbs.install()
+    scrubber = scrubber_for(settings)
     kwargs: dict[str, Any] = {
         "resource": resource,
         "release": options.get("release"),
@@ -1050,10 +1182,15 @@ def configure_sentry(
         "buffer_max_spans": settings.buffer_max_spans,
         "open_span_timeout_s": settings.open_span_timeout_s,
         "queue_size": getattr(settings, "queue_size", 20_000),
+        "scrubber": scrubber,
+        "shutdown_timeout_s": getattr(settings, "shutdown_timeout_s", SHUTDOWN_FLUSH_S),
     }
     kwargs.update(processor_options)
     processor = WidgetTraceSpanProcessor(**kwargs)
-    wscope.set_error_sink(_ErrorSink(processor._resource_tags, bool(settings.send_default_pii)))
+    _shutdown.install(processor, kwargs["shutdown_timeout_s"])
+    wscope.set_error_sink(
+        _ErrorSink(processor._resource_tags, bool(settings.send_default_pii), scrubber)
+    )
     _start_alerts(settings, transport)
     return processor
 

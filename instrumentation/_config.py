@@ -125,12 +125,19 @@ def _parse_log_path(raw: str) -> str | None:
     return value
 
 
-def _parse_webhook(raw: str) -> str | None:
+def _parse_url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
         return None
-    if not value.lower().startswith(("http://", "https://")) or len(value) < 10:
-        raise _Invalid("not an http(s) URL")
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise _Invalid(f"not a URL ({exc})") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise _Invalid("not an http(s) URL with a host")
     return value
 
 
@@ -160,6 +167,29 @@ def _parse_sampler(raw: str) -> str | None:
     }
     if value not in known:
         raise _Invalid(f"unknown sampler (choose one of: {', '.join(sorted(known))})")
+    return value
+
+
+def _parse_patterns(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    import json
+    import re
+
+    patterns: object = value.split()
+    if value.startswith("["):
+        try:
+            patterns = json.loads(value)
+        except ValueError:
+            raise _Invalid("not a JSON list of regular expressions") from None
+    if not isinstance(patterns, list):
+        raise _Invalid("not a list of regular expressions")
+    for pattern in patterns:
+        try:
+            re.compile(str(pattern))
+        except re.error as exc:
+            raise _Invalid(f"{pattern!r} is not a regular expression ({exc})") from None
     return value
 
 
@@ -285,10 +315,10 @@ SETTINGS: tuple[Setting, ...] = (
     _row(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "otlp_endpoint",
-        "str",
+        "URL",
         None,
         "Collector endpoint for OTEL_TRACES_EXPORTER=otlp.",
-        _parse_str,
+        _parse_url,
         "otel",
         read_by="opentelemetry-exporter-otlp",
     ),
@@ -406,6 +436,33 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_bool,
     ),
     _row(
+        "WIDGETTRACE_SCRUB_KEYS",
+        "scrub_keys",
+        "comma-separated words",
+        None,
+        "More secret key words: any attribute, variable or field whose key contains one is "
+        "sent as [Filtered] (see docs/privacy.md).",
+        _parse_str,
+    ),
+    _row(
+        "WIDGETTRACE_SCRUB_PATTERNS",
+        "scrub_patterns",
+        "regexes",
+        None,
+        "More patterns to filter out of any text: whitespace-separated regular expressions, or "
+        "a JSON list of them.",
+        _parse_patterns,
+    ),
+    _row(
+        "WIDGETTRACE_LOCAL_VARIABLES",
+        "local_variables",
+        "app | all | off",
+        "app",
+        "Frame local variables in error events: in-app frames only (bounded, scrubbed), every "
+        "frame, or none (see docs/privacy.md).",
+        _choice("app", "all", "off"),
+    ),
+    _row(
         "WIDGETTRACE_ASGI_MESSAGE_SPANS",
         "asgi_message_spans",
         "bool",
@@ -494,7 +551,16 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Slack-compatible webhook: a background `widgettrace watch` process follows the local "
         "log and posts alerts (new issue, regression, spike) to it.",
-        _parse_webhook,
+        _parse_url,
+    ),
+    _row(
+        "WIDGETTRACE_SHUTDOWN_TIMEOUT_S",
+        "shutdown_timeout_s",
+        "float in [0, 600]",
+        2.0,
+        "At exit (normal, SIGINT, SIGTERM) wait at most this long to deliver what is queued "
+        "(errors, sessions and logs first); what is left is counted as lost.",
+        _float_in(0.0, 600.0),
     ),
 )
 
@@ -527,6 +593,9 @@ class Settings:
     log_max_bytes: int = 10 * _MiB
     log_backups: int = 3
     send_default_pii: bool = False
+    scrub_keys: str | None = None
+    scrub_patterns: str | None = None
+    local_variables: Literal["app", "all", "off"] = "app"
     asgi_message_spans: bool = False
     trace_functions: str | None = None
     trace_min_duration_ms: float = 0.0
@@ -538,6 +607,7 @@ class Settings:
     open_span_timeout_s: float = 300.0
     queue_size: int = 20000
     alert_webhook: str | None = None
+    shutdown_timeout_s: float = 2.0
 
 
 def _show(raw: str) -> str:
@@ -564,6 +634,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[setting.field] = setting.parse(raw)
         except _Invalid as exc:
+            if environ is None and setting.read_by != "widgettrace":
+                # Another library reads it itself: take the rejected value out of its view.
+                os.environ.pop(setting.env, None)
             _logger.warning(
                 "widgettrace: %s=%s is invalid (%s); using %s instead",
                 setting.env,

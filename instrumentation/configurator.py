@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKConfigurator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.sampling import (
+    _KNOWN_SAMPLERS,
     ALWAYS_ON,
     ParentBased,
     Sampler,
     TraceIdRatioBased,
-    _get_from_env_or_default,
 )
 
 from widgettrace.instrumentation._config import Settings, get_settings
@@ -65,7 +65,13 @@ def was_attempted() -> bool:
 def build_sampler(settings: Settings) -> Sampler:
     """The one sampler: standard OTel variables first, then SENTRY_TRACES_SAMPLE_RATE."""
     if settings.traces_sampler is not None:
-        return _get_from_env_or_default()
+        # Built from the validated settings: upstream's own reader would parse
+        # OTEL_TRACES_SAMPLER_ARG again and add a second line for a value we already rejected.
+        known: Any = _KNOWN_SAMPLERS[settings.traces_sampler]
+        if settings.traces_sampler.endswith("traceidratio"):
+            rate = 1.0 if settings.traces_sampler_arg is None else settings.traces_sampler_arg
+            return cast("Sampler", known(rate))  # a ratio sampler class
+        return cast("Sampler", known)  # a sampler instance
     if settings.traces_sample_rate is None or settings.traces_sample_rate >= 1.0:
         return ParentBased(ALWAYS_ON)
     return ParentBased(TraceIdRatioBased(settings.traces_sample_rate))
@@ -136,6 +142,19 @@ def _install_propagator(settings: Settings) -> None:
     set_global_textmap(build_propagator(settings.propagators))
 
 
+def _scrubbed_exports(settings: Settings) -> dict[str, Any]:
+    # Spans to a collector (OTEL_TRACES_EXPORTER) are scrubbed like every other sink
+    # (docs/privacy.md), through the SDK's own hook for the processor around each exporter.
+    import inspect
+
+    if "export_span_processor" not in inspect.signature(_initialize_components).parameters:
+        return {}  # an SDK without the hook: its own processor, unscrubbed (docs/privacy.md)
+    from widgettrace.exporters._scrub import scrubber_for
+    from widgettrace.exporters._scrub_spans import scrubbing_export_processor
+
+    return {"export_span_processor": scrubbing_export_processor(scrubber_for(settings))}
+
+
 def configure(*, auto_instrumentation_version: str | None = None) -> bool:
     """Set up tracing and Sentry export for this process; returns whether it did.
 
@@ -162,6 +181,7 @@ def configure(*, auto_instrumentation_version: str | None = None) -> bool:
                 sampler=build_sampler(settings),
                 resource_attributes=resource_attributes,
                 span_processors=processors,
+                **_scrubbed_exports(settings),
             )
             _install_propagator(settings)
         except Exception:

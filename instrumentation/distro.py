@@ -11,6 +11,10 @@ which differs from upstream in three ways:
   (about 40% of its tracing cost) unless ``WIDGETTRACE_ASGI_MESSAGE_SPANS=true``.
 * One failing instrumentor is logged and skipped; upstream re-raises, which aborts every
   instrumentor after it and leaves the application silently half-instrumented.
+* Each instrumentor's own ``instrumentation_dependencies()`` decides whether it loads. The
+  loader checks only the distribution's ``instruments`` extra, one verdict for every
+  instrumentor of that distribution; widgettrace declares none, so the MCP instrumentor's
+  ``mcp`` range never keeps ``widgettrace_functions`` (which needs nothing) from loading.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from __future__ import annotations
 from typing import Any
 
 # Upstream marks distro.py `# type: ignore` as a whole, so mypy sees no names in it.
+from opentelemetry.instrumentation.dependencies import DependencyConflictError
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 from widgettrace.instrumentation._config import get_settings
 from widgettrace.instrumentation._guard import logger
+from widgettrace.instrumentation._sdk_env import check_sdk_environment
 
 __all__ = ["WidgetTraceDistro", "check_setup"]
 
@@ -32,6 +38,8 @@ class WidgetTraceDistro(BaseDistro):  # type: ignore[misc]
     """widgettrace's distro: defaults for the SDK and a careful instrumentor loader."""
 
     def _configure(self, **kwargs: Any) -> None:
+        # Before the configurator imports the SDK, which raises on some bad values.
+        check_sdk_environment()
         # Parse (and log bad values) once, before anything else reads the settings.
         get_settings()
 
@@ -42,9 +50,15 @@ class WidgetTraceDistro(BaseDistro):  # type: ignore[misc]
             return
         if entry_point.name == _FASTAPI and not settings.asgi_message_spans:
             kwargs.setdefault("exclude_spans", ["send", "receive"])
+        # The loader skipped the check (skip_dep_check=True) after reading the distribution's
+        # extra; run the instrumentor's own, raising the conflict the loader logs and skips.
+        kwargs.pop("skip_dep_check", None)
+        kwargs["raise_exception_on_conflict"] = True
         try:
             instrumentor = entry_point.load()
             instrumentor().instrument(**kwargs)
+        except DependencyConflictError:
+            raise  # the loader logs "skipping instrumentation ..." with the conflict
         except ModuleNotFoundError:
             raise  # upstream skips a missing library quietly; keep that behaviour
         except Exception:

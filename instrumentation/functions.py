@@ -110,18 +110,20 @@ from opentelemetry.util.types import AttributeValue
 
 from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import internal_errors, logger
-from widgettrace.instrumentation.api import (
-    SpanScope,
-    SpanTracker,
-    Tracker,
+from widgettrace.instrumentation._rollup import _FrameKind
+from widgettrace.instrumentation._span_scope import SpanScope
+from widgettrace.instrumentation._spans import (
     __version__,
-    _FrameKind,
-    async_generator_wrapper,
-    count_found,
     fast_context_getter,
     forward_error,
-    generator_wrapper,
     record_error,
+)
+from widgettrace.instrumentation._wrappers import (
+    SpanTracker,
+    Tracker,
+    async_generator_wrapper,
+    count_found,
+    generator_wrapper,
 )
 
 __all__ = ["KINDS", "FunctionsInstrumentor", "TraceEntry", "parse_trace_functions"]

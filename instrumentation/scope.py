@@ -37,6 +37,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from asyncio import current_task
 from asyncio.events import _get_running_loop
 from collections import OrderedDict, deque
@@ -63,6 +64,7 @@ __all__ = [
     "exception_escaped",
     "get_error_sink",
     "mark_reported",
+    "remember_breadcrumb",
     "remember_origin",
     "report_escaped",
     "scope_for_trace",
@@ -313,6 +315,14 @@ def add_breadcrumb(
             _bag_for(span.get_span_context()).breadcrumbs.append(crumb)
 
 
+def remember_breadcrumb(crumb: dict[str, Any]) -> None:
+    """Keep ``crumb`` for the current trace (process-wide outside any span), without a span
+    event: for breadcrumbs recorded in bulk, such as log records (``logcrumbs``)."""
+    ctx = trace.get_current_span().get_span_context()
+    with _lock:
+        _bag_for(ctx).breadcrumbs.append(crumb)
+
+
 def _forward(report: ErrorReport) -> None:
     sink = _sink
     if sink is not None:
@@ -393,15 +403,22 @@ def remember_origin(exc: BaseException, ctx: SpanContext) -> SpanContext:
 SPAN_OWNER_KEY = context_api.create_key("widgettrace-span-owner")
 _BOUNDARY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
 _get_ident = threading.get_ident
+_weakref = weakref.ref
 
 
 def span_owner() -> object:
-    """Who runs this code: the asyncio task, else the thread."""
+    """Who runs this code: a weak reference to the asyncio task, else the thread's id.
+
+    Weak, because the value lands in OTel contexts that applications keep (FastAPI's request
+    telemetry, a saved ``context.get_current()``): a Task held there keeps its own context alive,
+    and with it whatever the request left in contextvars (sentry-sdk Dedupe's last exception,
+    its traceback, frames and the Request). Two weak references to one live task compare equal.
+    """
     loop = _get_running_loop()
     if loop is not None:
         task = current_task(loop)
         if task is not None:
-            return task
+            return _weakref(task)
     return _get_ident()
 
 

@@ -37,6 +37,29 @@ MCP_PROGRESS_VALUE: Final = "mcp.progress.value"
 MCP_PROGRESS_TOTAL: Final = "mcp.progress.total"
 MCP_PROGRESS_MESSAGE: Final = "mcp.progress.message"
 
+# --- Sentry's names beside the OTel ones (getsentry/sentry-conventions) ----------------------
+# Sentry's MCP pages query these; the conventions list mcp.tool.name, mcp.prompt.name and
+# mcp.request.id as "backfill" aliases of the OTel names (send both), and mcp.transport and
+# mcp.client.name as Sentry's own. tests/test_sentry_names.py checks each against the published
+# sentry-conventions package.
+MCP_TOOL_NAME: Final = "mcp.tool.name"
+MCP_PROMPT_NAME: Final = "mcp.prompt.name"
+MCP_REQUEST_ID: Final = "mcp.request.id"
+#: The MCP transport implementation: stdio, http (streamable HTTP), sse, memory or direct.
+MCP_TRANSPORT: Final = "mcp.transport"
+#: The MCP client implementation's name, as declared in its clientInfo.
+MCP_CLIENT_NAME: Final = "mcp.client.name"
+#: (OTel name, Sentry's backfilled alias) pairs, both set on a span.
+SENTRY_MCP_ALIASES: Final = (
+    ("gen_ai.tool.name", MCP_TOOL_NAME),
+    ("gen_ai.prompt.name", MCP_PROMPT_NAME),
+    (JSONRPC_REQUEST_ID, MCP_REQUEST_ID),
+)
+#: Sentry's span op, when the span's attributes alone cannot tell it (notification direction).
+SENTRY_OP: Final = "sentry.op"
+OP_MCP_NOTIFICATION_CLIENT_TO_SERVER: Final = "mcp.notification.client_to_server"
+OP_MCP_NOTIFICATION_SERVER_TO_CLIENT: Final = "mcp.notification.server_to_client"
+
 # --- GenAI (semantic-conventions-genai) ------------------------------------------------------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"

@@ -19,9 +19,9 @@ from test_sentry_support import make_settings
 from widgettrace.exporters._batching import (
     COMPRESS_MIN_BYTES,
     BatchedSubmit,
-    BatchingHttpTransport,
     envelope_bytes,
 )
+from widgettrace.exporters._delivery import DeliveryHttpTransport
 from widgettrace.exporters.sentry import configure_sentry
 
 
@@ -76,30 +76,26 @@ def test_a_burst_of_envelopes_is_one_worker_job_and_all_are_sent() -> None:
     worker.kill()
 
 
-def test_a_full_batch_refuses_and_the_transport_counts_the_loss() -> None:
-    receiver = SentryReceiver().start()
-    try:
-        options = _get_options(dsn=receiver.dsn, transport_queue_size=5)
-        transport = BatchingHttpTransport(options)
-        gate = threading.Event()
-        # Keep the worker busy so the envelopes wait in the batch (5 fit).
-        transport._worker.submit(lambda: gate.wait(5))
-        for i in range(8):
-            transport.capture_envelope(_envelope(i))
-        assert transport.queue_full()
-        lost = dict(transport._discarded_events)  # the SDK's own client-report counters
-        assert lost[("transaction", "queue_overflow")] == 3
-        gate.set()
-        transport.flush(5)
-        assert receiver.wait_for(lambda r: r.counts().get("transaction", 0) >= 5, timeout=5)
-        transport.kill()
-    finally:
-        receiver.stop()
+def test_a_full_batch_refuses_by_bytes_too() -> None:
+    worker = BackgroundWorker(queue_size=10)
+    gate = threading.Event()
+    sent: list[bytes] = []
+    batch: BatchedSubmit[bytes] = BatchedSubmit(
+        worker, lambda b: (gate.wait(5), sent.append(b)), max_pending=1000, size=len, max_bytes=100
+    )
+    assert batch.submit(b"x" * 60)
+    assert not batch.submit(b"y" * 60)  # 120 bytes would be over the bound
+    assert batch.submit(b"z" * 40)
+    assert batch.full()
+    gate.set()
+    worker.flush(5)
+    worker.kill()
+    assert sent == [b"x" * 60, b"z" * 40]
 
 
 def test_small_bodies_go_uncompressed_and_large_ones_gzip(sentry_receiver: SentryReceiver) -> None:
     options = _get_options(dsn=sentry_receiver.dsn, _experiments={"transport_compression_level": 1})
-    transport = BatchingHttpTransport(options)
+    transport = DeliveryHttpTransport(options)
     transport.capture_envelope(_envelope(1))
     transport.capture_envelope(_envelope(2, pad=COMPRESS_MIN_BYTES * 2))
     transport.flush(5)
@@ -116,7 +112,7 @@ def test_preparing_an_envelope_keeps_the_sdks_rate_limits_and_client_reports() -
     from sentry_sdk.transport import HttpTransport
 
     options = _get_options(dsn="http://public@127.0.0.1:9/1")
-    ours, sdks = BatchingHttpTransport(options), HttpTransport(options)
+    ours, sdks = DeliveryHttpTransport(options), HttpTransport(options)
     for transport in (ours, sdks):
         # A loss waiting to be reported rides along with the next envelope.
         transport.record_lost_event("queue_overflow", data_category="span", quantity=3)
@@ -171,7 +167,7 @@ def test_configure_sentry_picks_the_batching_transport_and_quiets_sdk_debug(
     settings = make_settings(sentry_dsn=sentry_receiver.dsn, log_path=None)
     processor = configure_sentry(settings, None)
     try:
-        assert isinstance(sentry_sdk.get_client().transport, BatchingHttpTransport)
+        assert isinstance(sentry_sdk.get_client().transport, DeliveryHttpTransport)
         # Debug off: the SDK's logger no longer builds a record per envelope sent.
         assert not sdk_logger.isEnabledFor(logging.DEBUG)
     finally:

@@ -305,7 +305,11 @@ def test_follow_waits_for_a_log_that_does_not_exist_yet(tmp_path: Path) -> None:
     )
     try:
         lines = _Lines(proc)
-        time.sleep(0.3)
+        # It says so, in one line, instead of waiting silently (and only then is the file made:
+        # on a loaded machine the command may start after a fixed sleep would have ended).
+        assert proc.stderr is not None
+        said = proc.stderr.readline().strip()
+        assert said == f"widgettrace: waiting for {path} to appear (Ctrl-C to stop)"
         LogFileWriter(path, max_bytes=1 << 20, backups=1).write_line(
             json.dumps(timed_transaction("GET /api/widgets/status", 12.5)).encode()
         )
@@ -315,6 +319,7 @@ def test_follow_waits_for_a_log_that_does_not_exist_yet(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+    assert proc.stderr.read().strip() == ""  # nothing more
 
 
 # --- summary --------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from widgettrace.instrumentation import mcp as mcp_instr
 from widgettrace.instrumentation.mcp import McpInstrumentor
+from widgettrace.instrumentation.mcp import propagation as mcp_propagation
+from widgettrace.instrumentation.mcp import redaction as mcp_redaction
 
 HEX = "0123456789abcdef"
 valid_traceparent = st.builds(
@@ -171,7 +173,7 @@ def test_malformed_messages_and_meta(
     ]
     if method == "notifications/progress":
         return
-    parent = mcp_instr._parent_from_meta(params)
+    parent = mcp_propagation._parent_from_meta(params)
     if parent is not None and meta_value["traceparent"].endswith("-00"):
         assert servers == []  # a valid, unsampled parent: parent-based sampling drops it
         return
@@ -199,18 +201,21 @@ anything = st.recursive(
 @settings(max_examples=200, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(params=anything, carrier=st.dictionaries(st.text(max_size=5), st.text(max_size=5)))
 def test_meta_helpers_never_raise(params: Any, carrier: dict[str, str]) -> None:
-    mcp_instr._parent_from_meta(params)
-    mcp_instr._parent_from_meta({"_meta": params})
-    out = mcp_instr._with_meta(params, carrier)
+    mcp_propagation._parent_from_meta(params)
+    mcp_propagation._parent_from_meta({"_meta": params})
+    out = mcp_propagation._with_meta(params, carrier)
     if (
         isinstance(params, dict)
+        and params  # absent or empty params get no _meta (mcp leaves empty ones off the wire)
         and carrier
         and (params.get("_meta") is None or isinstance(params.get("_meta"), dict))
     ):
         assert out["_meta"] == {**(params.get("_meta") or {}), **carrier}
         assert out is not params  # never mutates the caller's dict
+    elif not params:
+        assert out is params
     json.dumps(mcp_instr.redact(params))
-    assert len(mcp_instr._payload(params, 64).encode()) <= 64 + len("...[truncated]")
+    assert len(mcp_redaction._payload(params, 64).encode()) <= 64 + len("...[truncated]")
 
 
 def test_builtin_tracing_breaks_on_non_string_baggage_ours_does_not() -> None:

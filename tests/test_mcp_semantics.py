@@ -202,7 +202,11 @@ def test_server_to_client_requests_and_notifications(tracing: Tracing) -> None:
         sent = one(spans, method, "CLIENT")  # sent by the server
         received = one(spans, method, "SERVER")  # handled by the client
         assert child_of(sent, handler), method
-        assert child_of(received, sent), method
+        if method in ("roots/list", "notifications/tools/list_changed"):
+            # Sent without params: no _meta is created for it (the wire stays as mcp wrote it).
+            assert received.parent is None or not received.parent.is_remote
+        else:
+            assert child_of(received, sent), method
         assert sent.attributes is not None and sent.attributes["mcp.method.name"] == method
         assert sent.attributes["network.transport"] == "inproc"
         assert sent.attributes["mcp.protocol.version"] == "2025-11-25"
@@ -211,11 +215,11 @@ def test_server_to_client_requests_and_notifications(tracing: Tracing) -> None:
             assert (
                 received.attributes["jsonrpc.request.id"] == sent.attributes["jsonrpc.request.id"]
             )
-    # Client-to-server notification, propagated too.
-    assert child_of(
-        one(spans, "notifications/initialized", "SERVER"),
-        one(spans, "notifications/initialized", "CLIENT"),
-    )
+    # Client-to-server notification without params: traced on both sides, but no _meta is
+    # created for it (notifications with params, e.g. notifications/cancelled, do carry it).
+    initialized = one(spans, "notifications/initialized", "SERVER")
+    assert one(spans, "notifications/initialized", "CLIENT")
+    assert initialized.parent is None or not initialized.parent.is_remote
 
 
 @MODES

@@ -17,7 +17,9 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
+from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import Context
 from mcp_servers.fixtures import Tracing, by_name, tracing
 from mcp_servers.spans_file import read_spans, span_dict
 from mcp_servers.uvicorn_thread import serve
@@ -34,12 +36,20 @@ def _no_builtin(spans: list[dict[str, Any]]) -> None:
     assert not [s for s in spans if s["scope"] == "mcp-python-sdk" or s["name"].startswith("MCP ")]
 
 
+# Sent without params (or with empty ones): no _meta is created for them, so the receiver
+# parents on its ambient context, not on the sender's span.
+UNLINKED = frozenset({"tools/list", "notifications/initialized", "ping", "roots/list"})
+
+
 def _pair(spans: list[dict[str, Any]], name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     clients = [s for s in spans if s["name"] == name and s["kind"] == "CLIENT"]
     servers = [s for s in spans if s["name"] == name and s["kind"] == "SERVER"]
     assert len(clients) == 1, (name, clients)
     assert len(servers) == 1, (name, servers)
     client, server = clients[0], servers[0]
+    if name in UNLINKED:
+        assert not server["parent_remote"]
+        return client, server
     assert server["trace_id"] == client["trace_id"]
     assert server["parent_id"] == client["span_id"]
     assert server["parent_remote"], "the parent must come from params._meta"
@@ -64,7 +74,8 @@ def test_stdio_subprocess(tracing: Tracing, tmp_path: Path) -> None:
     params = StdioServerParameters(command=sys.executable, args=[str(SERVER_SCRIPT)], env=env)
 
     async def main() -> None:
-        async with Client(params, mode="legacy", **CALLBACKS) as client:
+        # stdio_client(params): Client(params) itself needs mcp >= 2.1 (we support 2.0).
+        async with Client(stdio_client(params), mode="legacy", **CALLBACKS) as client:
             assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {
                 "result": 5
             }
@@ -216,3 +227,99 @@ def test_streamable_http_modern_protocol(tracing: Tracing) -> None:
         assert span["attributes"]["mcp.protocol.version"] == "2026-07-28"
         assert "mcp.session.id" not in span["attributes"]
     assert server_span["attributes"]["client.address"] == "127.0.0.1"
+
+
+def test_streamable_http_modern_notifications(tracing: Tracing) -> None:
+    """2026-07-28 over HTTP: a tool's log and ``resources/updated`` notifications are traced.
+
+    They ride the request's SSE response (``notifications/message``) and the client's
+    ``subscriptions/listen`` stream (``notifications/resources/updated``), not a dispatcher:
+    each gets a CLIENT span on the server and a SERVER span on the client, linked by _meta.
+    """
+    server = build_server()
+
+    @server.tool()
+    async def log_and_update(ctx: Context) -> str:
+        await ctx.log("info", "hello from tool")
+        await ctx.notify_resource_updated("widget://info")
+        return "ok"
+
+    received: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        received.append(params.data)
+
+    async def main(url: str) -> None:
+        async with Client(f"{url}/mcp", log_level="info", logging_callback=on_log) as client:
+            assert client.protocol_version == "2026-07-28"
+            async with client.listen(resource_subscriptions=["widget://info"]) as sub:
+                await client.call_tool("log_and_update", {})
+                with anyio.fail_after(5):
+                    async for event in sub:
+                        received.append(event)
+                        break
+
+    with serve(server.streamable_http_app()) as url:
+        anyio.run(main, url)
+    assert len(received) == 2, received
+    spans = [span_dict(s) for s in tracing.spans()]
+    _no_builtin(spans)
+    _, tool_server = _pair(spans, "tools/call log_and_update")
+    log_client, _ = _pair(spans, "notifications/message")
+    assert log_client["parent_id"] == tool_server["span_id"]
+    updated_client, _ = _pair(spans, "notifications/resources/updated")
+    for span in (log_client, updated_client):
+        attrs = span["attributes"]
+        assert attrs["network.transport"] == "tcp"
+        assert attrs["mcp.protocol.version"] == "2026-07-28"
+    assert updated_client["attributes"]["mcp.resource.uri"] == "widget://info"
+
+
+async def _ignore_log(params: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("transport", "mode"),
+    [
+        ("memory", "legacy"),
+        ("direct", "auto"),
+        ("http", "legacy"),
+        ("http", "auto"),
+        ("stdio", "legacy"),
+        ("stdio", "auto"),
+    ],
+)
+def test_log_notification_traced_on_every_era_and_transport(
+    tracing: Tracing, tmp_path: Path, transport: str, mode: str
+) -> None:
+    """A tool's ``notifications/message``: a CLIENT span where the server sends it, a SERVER span
+    where the client receives it, on both protocol eras and every transport."""
+    spans_path = tmp_path / "server-spans.jsonl"
+
+    async def session(target: Any) -> str | None:
+        async with Client(
+            target, mode=mode, log_level="info", logging_callback=_ignore_log
+        ) as client:
+            assert (await client.call_tool("chatty", {})).structured_content == {"result": "ok"}
+            await anyio.sleep(0.05)
+            return client.protocol_version
+
+    if transport in ("memory", "direct"):
+        version = anyio.run(session, build_server())
+    elif transport == "http":
+        with serve(build_server().streamable_http_app()) as url:
+            version = anyio.run(session, f"{url}/mcp")
+    else:
+        env = {**os.environ, "WIDGETTRACE_TEST_SPANS": str(spans_path)}
+        params = StdioServerParameters(command=sys.executable, args=[str(SERVER_SCRIPT)], env=env)
+        version = anyio.run(session, stdio_client(params))
+    assert version == ("2026-07-28" if mode == "auto" else "2025-11-25")
+    spans = [span_dict(s) for s in tracing.spans()]
+    if transport == "stdio":
+        spans += read_spans(spans_path)
+    sent, received = _pair(spans, "notifications/message")
+    _, handler = _pair(spans, "tools/call chatty")
+    assert sent["parent_id"] == handler["span_id"]
+    assert sent["attributes"]["mcp.protocol.version"] == version
+    assert received["attributes"]["mcp.method.name"] == "notifications/message"

@@ -22,7 +22,8 @@ def test_wheel_holds_one_import_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     # Never top-level `instrumentation` or `exporters`: an unrelated `exporters` is on PyPI.
-    assert top_level == {"widgettrace"}
+    # The one other file: the start-up hook that checks OTEL_PROPAGATORS (no package).
+    assert top_level == {"widgettrace", "widgettrace-startup.pth"}
     for expected in (
         "widgettrace/__init__.py",
         "widgettrace/py.typed",

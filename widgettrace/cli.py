@@ -14,6 +14,13 @@ does not exist but the per-user fallback does (the app could not write the confi
 fallback is read and a note says so. Colour is used only when stdout is a terminal (and
 ``NO_COLOR`` is unset), or with ``--color always``.
 
+Failures are one line on stderr, never a traceback: a directory or a bad option exits 2, a
+missing or unreadable file 1. ``tail -f`` on a file that does not exist yet says it is waiting
+for it and then follows it once it appears. Lines that are not events (a torn write, garbage, a
+JSON object that is no event) are counted and reported by every reader: ``tail`` shows them as
+``? ...`` and says how many, ``summary`` lists them as skipped (``unreadable_lines`` and
+``not_events`` in ``--json``), :func:`read_records` counts them in its ``skipped`` mapping.
+
 Programs can call :func:`summarize` (``summarize(path) -> str``) or :func:`summary_data`.
 
 Start-up stays fast: only the standard library and widgettrace's stdlib-only modules are imported
@@ -34,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, Any, NoReturn, TextIO
 
 from widgettrace.exporters._logfile import LOG_PATH_ENV, fallback_log_path, rotated_paths
 
@@ -120,8 +127,14 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def read_records(path: Path, *, include_rotated: bool = True) -> Iterator[dict[str, Any]]:
-    """Every parseable record, oldest first (rotated files ``.N`` ... ``.1`` before ``path``)."""
+def read_records(
+    path: Path, *, include_rotated: bool = True, skipped: dict[str, int] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every JSON object, oldest first (rotated files ``.N`` ... ``.1`` before ``path``).
+
+    Lines that are not a JSON object (a torn write, garbage) are skipped and, when ``skipped``
+    is given, counted in ``skipped["unreadable"]``.
+    """
     files = [*reversed(_existing_backups(path)), path] if include_rotated else [path]
     for file in files:
         try:
@@ -129,6 +142,8 @@ def read_records(path: Path, *, include_rotated: bool = True) -> Iterator[dict[s
                 record = _parse(line)
                 if record is not None:
                     yield record
+                elif skipped is not None:
+                    skipped["unreadable"] = skipped.get("unreadable", 0) + 1
         except FileNotFoundError:
             continue  # rotated away while we were reading the previous one
 
@@ -331,6 +346,13 @@ def _exception_values(record: dict[str, Any]) -> list[dict[str, Any]]:
     return [v for v in values if isinstance(v, dict)] if isinstance(values, list) else []
 
 
+def _is_event(record: dict[str, Any]) -> bool:
+    """A transaction, an exception or a message: what Sentry accepts as an event here."""
+    if _is_transaction(record) or _exception_values(record):
+        return True
+    return bool(record.get("logentry") or record.get("message"))
+
+
 def _error_type_and_message(record: dict[str, Any]) -> tuple[str, str]:
     values = _exception_values(record)
     if values:
@@ -434,7 +456,7 @@ def _format_line(line: bytes, *, as_json: bool, color: bool) -> str:
     if as_json:
         return text
     record = _parse(line)
-    if record is None:
+    if record is None or not _is_event(record):
         return _paint(f"? {_one_line(text)}", "dim", color)
     return format_record(record, color=color)
 
@@ -446,12 +468,19 @@ def summary_data(path: str | os.PathLike[str], *, since: float | None = None) ->
     """Errors by type and transactions by name (count, p50 and max ms) from the local log.
 
     Reads the rotated files too. ``since`` (seconds since the epoch) keeps only newer records.
+    Lines that are not JSON objects are counted in ``unreadable_lines``, objects that are no
+    event (neither a transaction, an exception nor a message) in ``not_events``.
     """
     log = Path(path)
     errors: Counter[str] = Counter()
     durations: dict[str, list[float]] = {}
     endpoints: set[str] = set()
-    for record in read_records(log):
+    skipped: dict[str, int] = {}
+    not_events = 0
+    for record in read_records(log, skipped=skipped):
+        if not _is_event(record):
+            not_events += 1
+            continue
         if since is not None:
             moment = _timestamp(record.get("timestamp"))
             if moment is None or moment < since:
@@ -486,6 +515,8 @@ def summary_data(path: str | os.PathLike[str], *, since: float | None = None) ->
         "transaction_count": sum(len(v) for v in durations.values()),
         "slowest": slowest,
         "slowest_is_endpoint": bool(endpoints) and bool(candidates),
+        "unreadable_lines": skipped.get("unreadable", 0),
+        "not_events": not_events,
     }
 
 
@@ -501,6 +532,12 @@ def summarize(path: str | os.PathLike[str] | None = None, *, since: float | None
         f"Local log {data['path']}: {data['error_count']} errors, "
         f"{data['transaction_count']} transactions"
     ]
+    unreadable, not_events = data["unreadable_lines"], data["not_events"]
+    if unreadable or not_events:
+        lines.append(
+            f"{unreadable + not_events} lines skipped ({unreadable} unreadable, "
+            f"{not_events} not an event)"
+        )
     if data["errors"]:
         lines.append("Errors by type:")
         lines += [f"  {count:>5}  {name}" for name, count in data["errors"].items()]
@@ -559,21 +596,32 @@ def _use_color(choice: str, stream: TextIO) -> bool:
 
 
 def _resolve_path(arg: str | None) -> Path | None:
-    if arg is not None:
-        return Path(arg)
-    path = default_log_path()
+    """The log to read, or None after one line saying why not (exit status 2)."""
+    path = Path(arg) if arg is not None else default_log_path()
     if path is None:
         print(
             f"widgettrace: the local log is off ({LOG_PATH_ENV}=off); pass a PATH",
             file=sys.stderr,
         )
+    elif path.is_dir():
+        print(f"widgettrace: {path} is a directory, not a log file", file=sys.stderr)
+        return None
     return path
 
 
-def _emit(lines: Iterable[bytes], out: TextIO, *, as_json: bool, color: bool) -> None:
+def _emit(lines: Iterable[bytes], out: TextIO, *, as_json: bool, color: bool) -> int:
+    """Print the lines; returns how many of them are not events (shown as ``? ...``)."""
+    corrupt = 0
     for line in lines:
-        out.write(_format_line(line, as_json=as_json, color=color) + "\n")
+        text = _format_line(line, as_json=as_json, color=color)
+        if as_json:
+            record = _parse(line)
+            corrupt += record is None or not _is_event(record)
+        else:
+            corrupt += text.startswith(("? ", "\x1b[2m? "))
+        out.write(text + "\n")
     out.flush()
+    return corrupt
 
 
 def _cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
@@ -585,11 +633,19 @@ def _cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
     if opened is None and not args.follow and not lines:
         print(f"widgettrace: no local log at {path}", file=sys.stderr)
         return 1
-    _emit(lines, out, as_json=args.json, color=color)
+    corrupt = _emit(lines, out, as_json=args.json, color=color)
+    if corrupt:
+        print(
+            f"widgettrace: {corrupt} of the {len(lines)} lines shown are not events "
+            "(torn or foreign lines, shown as '? ...')",
+            file=sys.stderr,
+        )
     if not args.follow:
         if opened is not None:
             opened.close()
         return 0
+    if opened is None:
+        print(f"widgettrace: waiting for {path} to appear (Ctrl-C to stop)", file=sys.stderr)
     follower = Follower(path, file=opened)
     # `kill PID` (how scripts stop a follower) ends it like Ctrl-C: quietly, output flushed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -633,16 +689,37 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error on one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _line_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="widgettrace",
         description="Read widgettrace's local log of Sentry events and transactions.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     tail = commands.add_parser("tail", help="pretty-print the last events (and follow)")
     tail.add_argument("path", nargs="?", metavar="PATH", help="log file (default: configured)")
-    tail.add_argument("-n", "--lines", type=int, default=10, metavar="N", help="last N (10)")
+    tail.add_argument(
+        "-n", "--lines", type=_line_count, default=10, metavar="N", help="last N (10)"
+    )
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     tail.add_argument("--json", action="store_true", help="print the raw JSON lines")
     tail.add_argument(
@@ -691,8 +768,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace, TextIO], int] = args.run
     try:
         return run(args, sys.stdout)
+    except IsADirectoryError as exc:
+        print(f"widgettrace: {exc.filename} is a directory, not a log file", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # `widgettrace tail | head`: the reader left; say nothing more (and not at exit either).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # unreadable file, vanished directory, ...: one line, no traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"widgettrace: cannot read{where}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -3,7 +3,8 @@
 Tools cover each outcome the instrumentation distinguishes: a result (``add``), a crash
 (``boom``), an anticipated failure (``refuse``), progress (``slow``), server-to-client requests
 (``ask_llm`` sampling, ``ask_user`` elicitation, ``roots``), a notification to the client
-(``notify``), a downstream call in the tool's context (``peek``) and payloads (``echo``).
+(``notify``), a log notification (``chatty``), a downstream call in the tool's context
+(``peek``) and payloads (``echo``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def build_server(name: str = "widgets") -> MCPServer:
     async def notify(ctx: Context) -> str:
         await ctx.request_context.session.send_tool_list_changed()
         return "sent"
+
+    @server.tool()
+    async def chatty(ctx: Context) -> str:
+        """A log notification to the client (delivered when the client asked for logs)."""
+        await ctx.log("info", "hello from tool")
+        return "ok"
 
     @server.tool()
     def peek() -> dict[str, Any]:

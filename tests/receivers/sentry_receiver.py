@@ -26,7 +26,10 @@ Usage::
 
 Faults (``set_fault``) make the receiver misbehave the ways a real Sentry or network does:
 ``"429"`` (with ``Retry-After`` and ``X-Sentry-Rate-Limits``), ``"500"``, ``"slow"`` (answer after
-``delay`` seconds), ``"reset"`` (read the request, then reset the TCP connection), ``None`` (heal).
+``delay`` seconds), ``"reset"`` (read the request, then reset the TCP connection), ``"stall"``
+(read the request and never answer, until healed or stopped), ``"garbage"`` (answer with bytes that
+are not HTTP, then close), ``None`` (heal). A receiver that is down is ``stop()``-ped (connections
+refused); ``restart()`` brings it back on the same port.
 ``times=N`` limits a fault to the next N requests. Refused requests are not stored as envelopes;
 they are counted in ``rejected``.
 """
@@ -65,7 +68,10 @@ __all__ = [
     "watch_receivers",
 ]
 
-FaultMode = Literal["429", "500", "slow", "reset"]
+FaultMode = Literal["429", "500", "slow", "reset", "stall", "garbage"]
+
+#: What the "garbage" fault answers: not HTTP at all.
+GARBAGE_REPLY = b"\x00\xffthis is not HTTP\r\n\r\n\x16\x03\x01garbage\n"
 
 # Item types relay's StoreNormalizer understands (events of every kind and transactions).
 EVENT_ITEM_TYPES = frozenset({"event", "transaction"})
@@ -280,6 +286,16 @@ class _Handler(BaseHTTPRequestHandler):
             mode, options = fault
             if mode == "slow":
                 receiver._closing.wait(float(options.get("delay", 2.0)))
+            elif mode == "stall":
+                receiver._reject(self.path, None, "stall", request_headers, body)
+                receiver._healed.wait()
+                self.close_connection = True
+                return
+            elif mode == "garbage":
+                receiver._reject(self.path, None, "garbage", request_headers, body)
+                self.wfile.write(GARBAGE_REPLY)
+                self.close_connection = True
+                return
             elif mode == "reset":
                 receiver._reject(self.path, None, "reset", request_headers, body)
                 # SO_LINGER 0 makes close() send RST: the client sees a connection reset.
@@ -408,6 +424,10 @@ class SentryReceiver:
         self._fault: tuple[FaultMode, dict[str, Any]] | None = None
         self._fault_remaining: int | None = None
         self._closing = threading.Event()
+        self._healed = threading.Event()  # set while no "stall" fault holds requests
+        self._healed.set()
+        self._rejected_count = 0
+        self._last_port = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port = 0
@@ -437,7 +457,9 @@ class SentryReceiver:
     def stop(self) -> None:
         if self._server is None:
             return
+        self._last_port = self.port
         self._closing.set()  # wakes "slow" handlers
+        self._healed.set()  # and "stall" ones
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -453,8 +475,9 @@ class SentryReceiver:
         self._thread = None
 
     def restart(self) -> None:
-        """Stop (dropping every open connection) and start again on the same port."""
-        port = self.port
+        """Stop (dropping every open connection) and start again on the same port (also after
+        a ``stop()``: a Sentry that was down comes back)."""
+        port = self.port if self._server is not None else self._last_port
         self.stop()
         self._port = port
         try:
@@ -514,19 +537,24 @@ class SentryReceiver:
         (default ``"<retry_after>::organization"``: every category; e.g. ``"60:transaction"`` limits
         only transactions; ``""`` sends no such header so the SDK falls back to Retry-After).
         ``"slow"``: wait ``delay`` seconds, then accept. ``"reset"``: reset the connection.
+        ``"stall"``: never answer (until ``set_fault(None)`` or ``stop()``). ``"garbage"``: answer
+        bytes that are not HTTP and close.
         """
         with self._cond:
             if mode is None:
                 self._fault = None
                 self._fault_remaining = None
+                self._healed.set()
                 return
-            if mode not in ("429", "500", "slow", "reset"):
+            if mode not in ("429", "500", "slow", "reset", "stall", "garbage"):
                 raise ValueError(f"unknown fault mode {mode!r}")
             options: dict[str, Any] = {"retry_after": retry_after, "delay": delay}
             if rate_limits is not None:
                 options["rate_limits"] = rate_limits
             self._fault = (mode, options)
             self._fault_remaining = times
+            if mode == "stall":
+                self._healed.clear()
 
     def _take_fault(self) -> tuple[FaultMode, dict[str, Any]] | None:
         with self._cond:
@@ -569,7 +597,9 @@ class SentryReceiver:
         self, path: str, status: int | None, reason: str, headers: dict[str, str], body: bytes
     ) -> None:
         with self._cond:
-            self._rejected.append(RejectedRequest(path, status, reason, headers, body))
+            self._rejected_count += 1
+            if self.keep_payloads:
+                self._rejected.append(RejectedRequest(path, status, reason, headers, body))
             self._generation += 1
             self._cond.notify_all()
 
@@ -585,6 +615,12 @@ class SentryReceiver:
         """Requests refused by a fault, bad auth or a bad body (a snapshot)."""
         with self._cond:
             return list(self._rejected)
+
+    @property
+    def rejected_count(self) -> int:
+        """Requests refused (kept even when ``keep_payloads=False``)."""
+        with self._cond:
+            return self._rejected_count
 
     def counts(self) -> dict[str, int]:
         """Items received per item type (kept even when ``keep_payloads=False``)."""
@@ -635,6 +671,7 @@ class SentryReceiver:
             self._rejected.clear()
             self._counts.clear()
             self._discarded.clear()
+            self._rejected_count = 0
 
     def wait_for(
         self,

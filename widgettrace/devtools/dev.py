@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from widgettrace.devtools.bugsink import BugsinkServer, BugsinkUnavailable, bugsink_venv
 from widgettrace.devtools.spotlight import Spotlight, SpotlightUnavailable
@@ -153,7 +153,7 @@ def _cmd_dev(args: argparse.Namespace, out: TextIO) -> int:
     )
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Any) -> None:
     """Register ``dev`` on the ``widgettrace`` command line."""
     dev = commands.add_parser(
         "dev",

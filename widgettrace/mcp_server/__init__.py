@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["add_parser", "serve"]
 
@@ -121,7 +121,7 @@ def _cmd_mcp(args: argparse.Namespace, out: TextIO) -> int:
     return serve(log.resolve(), http_port=args.http, trace_log=args.trace_log)
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Any) -> None:
     """Register ``mcp`` on the ``widgettrace`` command line."""
     parser = commands.add_parser(
         "mcp", help="serve the insights (issues, traces, releases, standup) over MCP"

@@ -1,0 +1,711 @@
+"""Envelopes to Sentry over HTTP at no cost to the app: priorities, byte bounds, backoff.
+
+What the SDK's ``HttpTransport`` does, and why widgettrace replaces its queue and worker:
+
+* one worker thread, one envelope per round trip: at 50 ms about 18 envelopes a second;
+* one queue bounded only in count (100, or 10,000 as we configured it), first in first out: a
+  backlog of transactions holds errors back, at exit too, and a slow Sentry holds 10,000
+  transactions (tens of MB);
+* a Sentry that is down costs a connection attempt (and a dropped envelope) per envelope, and
+  nothing says so.
+
+:class:`DeliveryHttpTransport` keeps what the SDK does right (envelope preparation, rate limits
+from ``Retry-After`` / ``X-Sentry-Rate-Limits``, client reports, ``record_lost_event``) and puts
+in front of it:
+
+* :class:`EnvelopeQueue`: one queue per priority (:data:`PRIORITY`: errors, sessions, logs and
+  client reports before spans and transactions), each bounded in envelopes *and* bytes; what does
+  not fit is counted (client report ``queue_overflow``), never waited for;
+* up to :data:`MAX_CONNECTIONS` sender threads, each with its own kept-alive connection, sized
+  from the measured round trip (Little's law: envelopes in flight = arrival rate x round trip);
+* :class:`Destination`: after a failure (refused, reset, timeout, garbage, 5xx) the destination
+  gets one attempt per backoff window (1 s doubling to 60 s) while envelopes wait in the bounded
+  queue; one log line names it when it starts failing and one when it recovers, with counts.
+
+``add_envelope_filter`` registers a function every envelope passes once, on a background thread,
+before it reaches any sink (the local log and HTTP): see :func:`filter_envelope`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from sentry_sdk.envelope import Envelope
+from sentry_sdk.transport import HttpTransport
+from sentry_sdk.utils import capture_internal_exceptions
+
+from widgettrace.exporters._batching import FastEnvelopes
+from widgettrace.exporters._http import KeepAliveRequests
+from widgettrace.instrumentation._guard import internal_errors, logger
+
+__all__ = [
+    "HIGH",
+    "LOW",
+    "MAX_CONNECTIONS",
+    "PRIORITY",
+    "DeliveryHttpTransport",
+    "Destination",
+    "DropLog",
+    "EnvelopeQueue",
+    "add_envelope_filter",
+    "envelope_priority",
+    "envelope_size",
+    "filter_envelope",
+    "http_transport_class",
+    "remove_envelope_filter",
+]
+
+HIGH = 0
+LOW = 1
+#: Item types sent (and flushed at exit) before spans and transactions; any other type is LOW.
+PRIORITY: dict[str, int] = {
+    name: HIGH
+    for name in (
+        "event",
+        "session",
+        "sessions",
+        "log",
+        "client_report",
+        "check_in",
+        "attachment",
+        "user_report",
+        "feedback",
+    )
+}
+#: Sender threads (and kept-alive connections) per transport at most: 640 envelopes a second
+#: at a 50 ms round trip, 160 at 200 ms.
+MAX_CONNECTIONS = 32
+#: Per priority: (envelopes, bytes) held at most. Errors are rare and matter most; spans and
+#: transactions are many and are dropped first. 6 MB is ~3,000 transactions of a few spans: a
+#: few seconds of a busy server riding out a short outage, within the 20 MB an app may grow by
+#: while its Sentry is down (bytes counted with the objects around them: _ENVELOPE_OVERHEAD).
+QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 4 << 20), LOW: (20_000, 6 << 20)}
+#: A request that takes longer than this is a stalled Sentry (the SDK waits 30 s).
+REQUEST_TIMEOUT_S = 5
+#: Backoff after a failure: first window, and the ceiling it doubles up to.
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 60.0
+#: What an envelope costs beyond its payload bytes: the Envelope, Item and PayloadRef objects,
+#: their header dicts (measured with tracemalloc on the span processor's transactions: ~1.25 KB).
+_ENVELOPE_OVERHEAD = 1280
+
+_filters: list[Callable[[Envelope], Envelope | None]] = []
+
+
+def add_envelope_filter(fn: Callable[[Envelope], Envelope | None]) -> None:
+    """Run ``fn`` on every envelope before any sink sees it; ``None`` from it drops the envelope.
+
+    It runs once per envelope on a background thread (the local log's writer, or the HTTP
+    sender when the local log is off), never on the application's thread.
+    """
+    if fn not in _filters:
+        _filters.append(fn)
+
+
+def remove_envelope_filter(fn: Callable[[Envelope], Envelope | None]) -> None:
+    """Undo :func:`add_envelope_filter`."""
+    if fn in _filters:
+        _filters.remove(fn)
+
+
+def filter_envelope(envelope: Envelope) -> Envelope | None:
+    """``envelope`` through every registered filter. A filter that raises drops the envelope:
+    sending what a scrubber could not look at would be worse than losing it."""
+    for fn in list(_filters):
+        try:
+            result = fn(envelope)
+        except Exception:
+            with internal_errors("delivery.envelope_filter"):
+                raise
+            return None
+        if result is None:
+            return None
+        envelope = result
+    return envelope
+
+
+def envelope_priority(envelope: Envelope) -> int:
+    """The highest priority of the envelope's items (:data:`PRIORITY`)."""
+    best = LOW
+    for item in envelope.items:
+        if PRIORITY.get(item.type or "", LOW) == HIGH:
+            return HIGH
+    return best
+
+
+def envelope_size(envelope: Envelope) -> int:
+    """Bytes the envelope holds (its payloads; a JSON payload is serialised once and kept)."""
+    return _ENVELOPE_OVERHEAD + sum(len(item.get_bytes()) for item in envelope.items)
+
+
+class EnvelopeQueue:
+    """One FIFO per priority, each bounded in envelopes and bytes; HIGH is taken first."""
+
+    def __init__(self, limits: dict[int, tuple[int, int]] | None = None) -> None:
+        self.limits = dict(QUEUE_LIMITS if limits is None else limits)
+        self._queues: dict[int, deque[tuple[Envelope, int]]] = {p: deque() for p in self.limits}
+        self._bytes = dict.fromkeys(self.limits, 0)
+        self.in_flight = 0
+        self.cond = threading.Condition()
+
+    def put(self, envelope: Envelope, priority: int, size: int) -> bool:
+        """Queue the envelope; False (and nothing queued) when its priority's queue is full."""
+        with self.cond:
+            count_limit, byte_limit = self.limits[priority]
+            queue = self._queues[priority]
+            if len(queue) >= count_limit or (queue and self._bytes[priority] + size > byte_limit):
+                return False
+            queue.append((envelope, size))
+            self._bytes[priority] += size
+            self.cond.notify()
+            return True
+
+    def get(self, timeout: float) -> Envelope | None:
+        """The oldest envelope of the highest priority waiting, or None after ``timeout``."""
+        with self.cond:
+            if not self._any():
+                self.cond.wait(timeout)
+            for priority in sorted(self._queues):
+                queue = self._queues[priority]
+                if queue:
+                    envelope, size = queue.popleft()
+                    self._bytes[priority] -= size
+                    self.in_flight += 1  # under the same lock: flush() never sees a gap
+                    return envelope
+            return None
+
+    def done(self) -> None:
+        """An envelope :meth:`get` returned has its outcome."""
+        with self.cond:
+            self.in_flight -= 1
+            self.cond.notify_all()
+
+    def busy(self) -> int:
+        """Envelopes queued or taken and not yet done (call with ``cond`` held)."""
+        return sum(len(q) for q in self._queues.values()) + self.in_flight
+
+    def _any(self) -> bool:
+        return any(self._queues.values())
+
+    def full(self, priority: int) -> bool:
+        with self.cond:
+            count_limit, byte_limit = self.limits[priority]
+            return len(self._queues[priority]) >= count_limit or self._bytes[priority] >= byte_limit
+
+    def __len__(self) -> int:
+        with self.cond:
+            return sum(len(q) for q in self._queues.values())
+
+    def nbytes(self) -> int:
+        with self.cond:
+            return sum(self._bytes.values())
+
+    def take_all(self) -> list[Envelope]:
+        """Empty the queue and return what it held (HIGH first)."""
+        with self.cond:
+            out = [env for p in sorted(self._queues) for env, _ in self._queues[p]]
+            for priority, queue in self._queues.items():
+                queue.clear()
+                self._bytes[priority] = 0
+            return out
+
+    def clear_after_fork(self) -> None:
+        self.cond = threading.Condition()
+        self.in_flight = 0
+        for priority, queue in self._queues.items():
+            queue.clear()
+            self._bytes[priority] = 0
+
+
+class Destination:
+    """Whether a destination may be tried now, and the honest story of its failures.
+
+    Closed (healthy): every sender sends. After a failure: open for a backoff window (doubling),
+    then ONE sender probes; its success closes it, its failure opens a longer window. One
+    warning when it starts failing, one when it recovers, each with counts.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.cond = threading.Condition()
+        self.failing_since: float | None = None
+        self.retry_at = 0.0
+        self.backoff = 0.0
+        self.probing = False
+        self.prober = 0  # the thread that holds the probe
+        self.failures = 0  # requests that failed during this outage
+        self.dropped_at_start = 0
+        self.last_reason = ""
+        #: Totals over the transport's life (tests and the benchmark read them).
+        self.total_failures = 0
+        self.outages = 0
+
+    @property
+    def failing(self) -> bool:
+        return self.failing_since is not None
+
+    def permit(self, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until a request may be made; True when it may."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                if self.failing_since is None:
+                    return True
+                now = time.monotonic()
+                if not self.probing and now >= self.retry_at:
+                    self.probing = True
+                    self.prober = threading.get_ident()
+                    return True
+                wait = min(deadline, self.retry_at if not self.probing else deadline) - now
+                if wait <= 0:
+                    return False
+                self.cond.wait(wait)
+
+    def succeeded(self, dropped: int) -> None:
+        with self.cond:
+            self.probing = False
+            if self.failing_since is None:
+                return
+            took = time.monotonic() - self.failing_since
+            failures, self.failures = self.failures, 0
+            self.failing_since = None
+            self.backoff = 0.0
+            self.cond.notify_all()
+        logger.warning(
+            "widgettrace: Sentry at %s recovered after %.1f s: %d request(s) failed (%s), "
+            "%d envelope(s) dropped meanwhile (in client reports)",
+            self.name,
+            took,
+            failures,
+            self.last_reason,
+            dropped - self.dropped_at_start,
+        )
+
+    def failed(self, reason: str, dropped: int, queued: int, *, backoff: bool = True) -> None:
+        with self.cond:
+            self.probing = False
+            self.failures += 1
+            self.total_failures += 1
+            self.last_reason = reason
+            first = self.failing_since is None
+            if first:
+                self.failing_since = time.monotonic()
+                self.dropped_at_start = dropped
+                self.outages += 1
+            if backoff:
+                self.backoff = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self.backoff * 2))
+                self.retry_at = time.monotonic() + self.backoff
+            self.cond.notify_all()
+        if first:
+            logger.warning(
+                "widgettrace: Sentry at %s is failing (%s); %d envelope(s) queued, retrying "
+                "%s; a line follows when it recovers",
+                self.name,
+                reason,
+                queued,
+                f"every {BACKOFF_MIN_S:g}-{BACKOFF_MAX_S:g} s" if backoff else "as allowed",
+            )
+
+    def release(self) -> None:
+        """The calling thread's request had no outcome (nothing was sent: rate limited by the
+        SDK, dropped by a filter): give the probe back, or no sender would ever try again."""
+        with self.cond:
+            if self.probing and self.prober == threading.get_ident():
+                self.probing = False
+                self.cond.notify_all()
+
+    def wake(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+
+class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
+    """sentry-sdk's ``HttpTransport`` with widgettrace's queue, senders and backoff (module doc)."""
+
+    TIMEOUT = REQUEST_TIMEOUT_S
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        limits = dict(QUEUE_LIMITS)
+        size = options.get("transport_queue_size")
+        if size:
+            limits[LOW] = (int(size), limits[LOW][1])  # spans and transactions, in envelopes
+        self._queue = EnvelopeQueue(limits)
+        self._lost_lock = threading.RLock()
+        self._senders: list[threading.Thread] = []
+        self._senders_lock = threading.Lock()
+        self._killed = False
+        # Envelope each sender thread is sending now, and threads whose envelope kill() counted.
+        self._sending: dict[int, Envelope] = {}
+        self._abandoned: set[int] = set()
+        self._rtt = 0.0  # moving average of successful round trips, seconds
+        self._arrivals = 0
+        self._rate = 0.0  # envelopes per second, over the last measuring window
+        self._rate_since = time.monotonic()
+        self._local = threading.local()
+        #: Envelopes refused by the queue or lost in flight (exact, for tests and the benchmark).
+        self.dropped = 0
+        self.delivered = 0
+        super().__init__(options)
+        dsn = self.parsed_dsn
+        self.destination = Destination(f"{dsn.host}:{dsn.port}" if dsn is not None else "<no dsn>")
+        self._drops = DropLog(self.destination.name)
+        #: Run :func:`filter_envelope` on the senders (off when the local log's writer did).
+        self.filtering = True
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def after_in_child() -> None:
+                alive = ref()
+                if alive is not None:
+                    alive._reset_after_fork()
+
+            os.register_at_fork(after_in_child=after_in_child)
+
+    # -- the SDK's worker, replaced ----------------------------------------------------------
+    def _create_worker(self, options: dict[str, Any]) -> Any:
+        return _NoWorker()
+
+    def capture_envelope(self, envelope: Envelope) -> None:
+        """Queue ``envelope`` by priority; a full queue counts it (client reports), never waits."""
+        if self._killed:
+            return
+        priority = envelope_priority(envelope)
+        if not self._queue.put(envelope, priority, envelope_size(envelope)):
+            self._count_lost(envelope, "queue_overflow")
+            return
+        self._arrivals += 1
+        self._ensure_senders()
+
+    def queue_full(self) -> bool:
+        """Never: a remote destination must not hold the caller back (its overflow is counted)."""
+        return False
+
+    def pending_envelopes(self) -> int:
+        """Envelopes queued or being sent."""
+        with self._queue.cond:
+            return self._queue.busy()
+
+    def pending_bytes(self) -> int:
+        return self._queue.nbytes()
+
+    def is_healthy(self) -> bool:
+        return not (self.destination.failing or self._is_rate_limited() or self._queue.full(LOW))
+
+    def _is_worker_full(self) -> bool:
+        return self._queue.full(LOW)
+
+    def record_lost_event(self, *args: Any, **kwargs: Any) -> None:
+        # The senders run concurrently: the SDK's counters swap dicts when a report is fetched.
+        with self._lost_lock:
+            super().record_lost_event(*args, **kwargs)
+
+    def _fetch_pending_client_report(self, force: bool = False, interval: int = 60) -> Any:
+        with self._lost_lock:
+            return super()._fetch_pending_client_report(force=force, interval=interval)
+
+    def _add_dropped(self) -> None:
+        with self._lost_lock:
+            self.dropped += 1
+
+    def _count_lost(self, envelope: Envelope, reason: str, *, quiet: bool = False) -> None:
+        self._add_dropped()
+        self.on_dropped_event(reason)
+        for item in envelope.items:
+            self.record_lost_event(reason, item=item)
+        self._drops.add(reason, quiet=quiet)
+
+    # -- senders -----------------------------------------------------------------------------
+    def _ensure_senders(self) -> None:
+        running = len(self._senders)
+        if running and running >= self._wanted_senders():
+            return
+        with self._senders_lock:
+            if self._killed or len(self._senders) >= max(1, self._wanted_senders()):
+                return
+            thread = threading.Thread(
+                target=self._send_loop,
+                name=f"widgettrace-sentry-sender-{len(self._senders)}",
+                daemon=True,
+            )
+            self._senders.append(thread)
+            thread.start()
+
+    def _wanted_senders(self) -> int:
+        """Little's law: envelopes in flight = arrival rate x round trip (plus one for slack);
+        with a backlog, enough connections to drain it within about a second."""
+        now = time.monotonic()
+        elapsed = now - self._rate_since
+        if elapsed >= 0.2:
+            self._rate = self._arrivals / elapsed
+            self._arrivals = 0
+            self._rate_since = now
+        backlog = len(self._queue)
+        if backlog <= len(self._senders):
+            return len(self._senders) or 1
+        wanted = max(math.ceil(self._rate * self._rtt) + 1, math.ceil(backlog * self._rtt))
+        return max(1, min(MAX_CONNECTIONS, wanted))
+
+    def _send_loop(self) -> None:
+        destination = self.destination
+        while not self._killed:
+            if not destination.permit(timeout=0.5):
+                continue
+            envelope = self._queue.get(timeout=0.5)
+            if envelope is None:
+                destination.release()
+                continue
+            tid = threading.get_ident()
+            with self._queue.cond:
+                self._sending[tid] = envelope
+            try:
+                self._deliver(envelope)
+            finally:
+                destination.release()  # when succeeded() / failed() did not settle it
+                with self._queue.cond:
+                    self._sending.pop(tid, None)
+                self._queue.done()  # flush() waits on it
+            if not destination.failing:
+                self._ensure_senders()
+
+    def _deliver(self, envelope: Envelope) -> None:
+        if self.filtering:  # here, on a sender thread, never on the caller's
+            filtered = filter_envelope(envelope)
+            if filtered is None:
+                return
+            envelope = filtered
+        self._local.status = None
+        started = time.monotonic()
+        try:
+            with capture_internal_exceptions():
+                try:
+                    self._send_envelope(envelope)  # the SDK's: rate limits, client reports
+                except Exception as exc:
+                    if threading.get_ident() in self._abandoned:
+                        return  # kill() counted it
+                    # _send_request already counted the envelope (network_error).
+                    self._add_dropped()
+                    self._drops.add("network_error")
+                    reason = type(exc).__name__
+                    text = str(exc)
+                    self.destination.failed(
+                        f"{reason}: {text}" if text else reason, self.dropped, len(self._queue)
+                    )
+                    return
+                status = self._local.status
+                if status is None or threading.get_ident() in self._abandoned:
+                    return  # nothing sent (rate limited by the SDK), or kill() counted it
+                if 200 <= status < 300:
+                    with self._lost_lock:
+                        self.delivered += 1
+                    took = time.monotonic() - started
+                    self._rtt = took if not self._rtt else self._rtt * 0.9 + took * 0.1
+                    self.destination.succeeded(self.dropped)
+                elif status == 429:
+                    # The SDK now holds back what the limits name; each is counted as it is.
+                    self.destination.failed(
+                        "HTTP 429 rate limited", self.dropped, len(self._queue), backoff=False
+                    )
+                elif status != 413:  # 413: this envelope is too large, not the destination
+                    self._add_dropped()
+                    self._drops.add("network_error")
+                    self.destination.failed(f"HTTP {status}", self.dropped, len(self._queue))
+        finally:
+            self._flush_client_reports()
+
+    def _handle_request_error(
+        self,
+        envelope: Envelope | None,
+        loss_reason: str = "network",
+        record_reason: str = "network_error",
+    ) -> None:
+        if not self._settle():
+            return
+        if envelope is not None and _reports_only(envelope):
+            # A client report that could not go: its counts wait for the next one (or the
+            # local log at exit) instead of turning into one lost "internal" item.
+            self._unfetch(envelope)
+            return
+        super()._handle_request_error(envelope, loss_reason, record_reason)
+
+    def _handle_response(self, response: Any, envelope: Envelope | None) -> None:
+        if not self._settle():
+            return
+        self._local.status = response.status
+        super()._handle_response(response, envelope)
+
+    def _settle(self) -> bool:
+        """The sending thread's envelope has its outcome; False when kill() already counted
+        it as lost (whichever takes the lock first decides, so nothing is counted twice)."""
+        tid = threading.get_ident()
+        with self._queue.cond:
+            if tid in self._abandoned:
+                return False
+            self._sending.pop(tid, None)
+            return True
+
+    def _flush_client_reports(self, force: bool = False) -> None:
+        client_report = self._fetch_pending_client_report(force=force, interval=60)
+        if client_report is not None:
+            envelope = Envelope(items=[client_report])
+            if not self._queue.put(envelope, HIGH, envelope_size(envelope)):
+                self._add_dropped()
+
+    # -- flush and exit ----------------------------------------------------------------------
+    def flush(self, timeout: float, callback: Any | None = None) -> None:
+        """Wait until everything queued went out, at most ``timeout`` seconds (HIGH goes first).
+
+        Returns early when the destination is failing and its next attempt falls after the
+        deadline: waiting could not deliver anything.
+        """
+        if timeout <= 0 or self._killed:
+            return
+        deadline = time.monotonic() + timeout
+        self._flush_client_reports(force=True)
+        self._ensure_senders()
+        queue = self._queue
+        with queue.cond:
+            while queue.busy() > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                dest = self.destination
+                if dest.failing and not dest.probing and dest.retry_at > deadline:
+                    return
+                queue.cond.wait(min(remaining, 0.05))
+
+    def kill(self) -> None:
+        """Stop the senders; what is still queued is counted as lost (client reports)."""
+        if self._killed:
+            return
+        reason = "network_error" if self.destination.failing else "queue_overflow"
+        for envelope in self._queue.take_all():
+            if _reports_only(envelope):
+                self._unfetch(envelope)  # its counts go to the final report
+                continue
+            self._count_lost(envelope, reason, quiet=True)
+        with self._queue.cond:
+            # In flight (a stalled or slow request): lost too, unless its answer came first.
+            in_flight = list(self._sending.items())
+            self._abandoned.update(tid for tid, _ in in_flight)
+            self._sending.clear()
+        for _, envelope in in_flight:
+            if _reports_only(envelope):
+                self._unfetch(envelope)
+            else:
+                self._count_lost(envelope, "network_error", quiet=True)
+        self._drops.log_now()
+        self._killed = True
+        self.destination.wake()
+        with self._queue.cond:
+            self._queue.cond.notify_all()
+        super().kill()
+
+    def _unfetch(self, envelope: Envelope) -> None:
+        """Put an unsent client report's counts back into the SDK's counters."""
+        with self._lost_lock:
+            for item in envelope.items:
+                report = item.payload.json or {}
+                for entry in report.get("discarded_events") or ():
+                    key = (entry["category"], entry["reason"])
+                    self._discarded_events[key] += int(entry["quantity"])
+
+    def final_client_report(self) -> dict[str, Any] | None:
+        """What was counted as lost and not yet reported (a client report payload), or None.
+
+        Taken once at exit, after :meth:`kill`, for sinks that can still be written (the local
+        log): a client report can no longer be sent once the transport is down.
+        """
+        item = self._fetch_pending_client_report(force=True)
+        if item is None or item.payload.json is None:
+            return None
+        report: dict[str, Any] = item.payload.json
+        return report
+
+    def _reset_after_fork(self) -> None:
+        self._queue.clear_after_fork()
+        self._lost_lock = threading.RLock()
+        self._senders_lock = threading.Lock()
+        self._senders = []
+        self._sending = {}
+        self._abandoned = set()
+        self.destination = Destination(self.destination.name)
+        self._drops = DropLog(self.destination.name)
+        self.dropped = self.delivered = 0
+
+
+class DropLog:
+    """Exact drop counts in at most one warning a minute (the first drop is told at once)."""
+
+    def __init__(self, name: str, interval: float = 60.0) -> None:
+        self.name = name
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._last = -1e9
+
+    def add(self, reason: str, count: int = 1, *, quiet: bool = False) -> None:
+        with self._lock:
+            self._counts[reason] = self._counts.get(reason, 0) + count
+            due = not quiet and time.monotonic() - self._last >= self.interval
+        if due:
+            self.log_now()
+
+    def log_now(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            self._last = time.monotonic()
+        if counts:
+            logger.warning(
+                "widgettrace: %d envelope(s) for Sentry at %s dropped since the last such line "
+                "(%s; counted in client reports)",
+                sum(counts.values()),
+                self.name,
+                ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items())),
+            )
+
+
+def http_transport_class(options: dict[str, Any]) -> type[HttpTransport] | None:
+    """The transport class to pass as ``sentry_sdk.init(transport=...)`` for HTTP, or None.
+
+    None (the SDK's own choice) when the options ask for a transport of another kind: HTTP/2 or
+    asyncio (sentry-sdk experiments), or one the user passed.
+    """
+    experiments = options.get("_experiments") or {}
+    if experiments.get("transport_http2") or experiments.get("transport_async"):
+        return None
+    if options.get("transport") is not None:
+        return None
+    return DeliveryHttpTransport
+
+
+def _reports_only(envelope: Envelope) -> bool:
+    return all(item.type == "client_report" for item in envelope.items)
+
+
+class _NoWorker:
+    """Stands where the SDK expects its ``BackgroundWorker``; the senders do its job."""
+
+    def full(self) -> bool:
+        return False
+
+    def submit(self, callback: Callable[[], Any]) -> bool:
+        with capture_internal_exceptions():
+            callback()
+        return True
+
+    def flush(self, timeout: float, callback: Any | None = None) -> None:
+        return None
+
+    def kill(self) -> None:
+        return None
+
+    @property
+    def is_alive(self) -> bool:
+        return True
