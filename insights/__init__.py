@@ -18,12 +18,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from widgettrace.insights._query import Window
     from widgettrace.insights._store import InsightsError, Store, open_store, store_path
 
-__all__ = ["InsightsError", "Store", "open_store", "store_path"]
+__all__ = ["InsightsError", "Store", "Window", "open_store", "store_path"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Window":
+        from widgettrace.insights import _query
+
+        return _query.Window
     if name in __all__:
         from widgettrace.insights import _store
 

@@ -545,15 +545,6 @@ SETTINGS: tuple[Setting, ...] = (
         _int_in(100, 10_000_000),
     ),
     _row(
-        "WIDGETTRACE_ALERT_WEBHOOK",
-        "alert_webhook",
-        "http(s) URL",
-        None,
-        "Slack-compatible webhook: a background `widgettrace watch` process follows the local "
-        "log and posts alerts (new issue, regression, spike) to it.",
-        _parse_url,
-    ),
-    _row(
         "WIDGETTRACE_SHUTDOWN_TIMEOUT_S",
         "shutdown_timeout_s",
         "float in [0, 600]",
@@ -561,6 +552,15 @@ SETTINGS: tuple[Setting, ...] = (
         "At exit (normal, SIGINT, SIGTERM) wait at most this long to deliver what is queued "
         "(errors, sessions and logs first); what is left is counted as lost.",
         _float_in(0.0, 600.0),
+    ),
+    _row(
+        "WIDGETTRACE_ALERT_WEBHOOK",
+        "alert_webhook",
+        "http(s) URL",
+        None,
+        "Slack-compatible webhook: a background `widgettrace watch` process follows the local "
+        "log and posts alerts (new issue, regression, spike) to it.",
+        _parse_url,
     ),
 )
 
@@ -606,8 +606,8 @@ class Settings:
     buffer_max_spans: int = 100000
     open_span_timeout_s: float = 300.0
     queue_size: int = 20000
-    alert_webhook: str | None = None
     shutdown_timeout_s: float = 2.0
+    alert_webhook: str | None = None
 
 
 def _show(raw: str) -> str:

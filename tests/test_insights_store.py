@@ -117,3 +117,29 @@ def test_a_store_from_an_older_schema_is_rebuilt(tmp_path: Path) -> None:
     with open_store(log) as store:
         store.con.execute("UPDATE meta SET value = 'old' WHERE key = 'schema'")
     assert _count(log) == (1, 0)
+
+
+def test_a_store_locked_by_another_process_falls_back_to_memory(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    log = tmp_path / "sentry.log"
+    write_lines(log, [error_event(T0 + i, "KeyError", "m", "f") for i in range(4)])
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom widgettrace.insights import open_store\n"
+         f"s = open_store({str(log)!r})\nprint('open', flush=True)\ntime.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        started = time.monotonic()
+        with open_store(log) as store:
+            assert not store.persistent  # DuckDB's file lock is held: built in memory
+            assert store.scalar("SELECT count(*) FROM errors") == 4
+        assert time.monotonic() - started < 20
+    finally:
+        holder.terminate()
+        holder.wait(10)
+    with open_store(log) as store:
+        assert store.persistent
