@@ -198,14 +198,23 @@ WITH s AS (
         u.s.status AS status,
         u.s.data."widget.outcome" AS outcome,
         u.s.data."gen_ai.agent.name" AS agent,
-        u.s.data."widget.id" AS widget_id
+        u.s.data."widget.id" AS widget_id,
+        u.s.data."gen_ai.request.model" AS model, wt_llm_cost(u.s.data) AS cost_usd,
+        wt_llm_in(u.s.data) AS input_tokens, wt_llm_out(u.s.data) AS output_tokens,
+        TRY_CAST(u.s.data."widget.iteration.number" AS BIGINT) AS iteration
     FROM (SELECT event_id, contexts, transaction, unnest(spans) AS s FROM raw
           WHERE type = 'transaction') AS u
     UNION ALL
-    SELECT event_id, contexts.trace.trace_id, contexts.trace.span_id, NULL, transaction,
+    -- The root span: its parent is the remote caller's span (another service's transaction),
+    -- which is how a trace is assembled across services (insights/agent_trace.py).
+    SELECT event_id, contexts.trace.trace_id, contexts.trace.span_id,
+        contexts.trace.parent_span_id, transaction,
         contexts.trace.op, transaction, wt_ts(start_timestamp), wt_ts(timestamp),
         contexts.trace.status, contexts.trace.data."widget.outcome",
-        contexts.trace.data."gen_ai.agent.name", contexts.trace.data."widget.id"
+        contexts.trace.data."gen_ai.agent.name", contexts.trace.data."widget.id",
+        contexts.trace.data."gen_ai.request.model", wt_llm_cost(contexts.trace.data),
+        wt_llm_in(contexts.trace.data), wt_llm_out(contexts.trace.data),
+        TRY_CAST(contexts.trace.data."widget.iteration.number" AS BIGINT)
     FROM raw WHERE type = 'transaction'
     UNION ALL
     SELECT coalesce(attributes."sentry.segment.id".value, span_id), trace_id, span_id,
@@ -214,7 +223,14 @@ WITH s AS (
         attributes."sentry.op".value, name,
         wt_ts(start_timestamp), wt_ts(end_timestamp), status,
         attributes."widget.outcome".value, attributes."gen_ai.agent.name".value,
-        attributes."widget.id".value
+        attributes."widget.id".value, attributes."gen_ai.request.model".value,
+        TRY_CAST(coalesce(attributes."gen_ai.cost.total_tokens".value,
+            attributes."widget.cost.usd".value) AS DOUBLE),
+        TRY_CAST(coalesce(attributes."gen_ai.usage.input_tokens".value,
+            attributes."widget.usage.input_tokens".value) AS BIGINT),
+        TRY_CAST(coalesce(attributes."gen_ai.usage.output_tokens".value,
+            attributes."widget.usage.output_tokens".value) AS BIGINT),
+        TRY_CAST(attributes."widget.iteration.number".value AS BIGINT)
     FROM raw WHERE type = 'span'
 ), c AS (
     SELECT event_id, parent_span_id, sum(ts - start) AS child FROM s
@@ -223,7 +239,8 @@ WITH s AS (
 SELECT s.event_id, s.trace_id, s.span_id, s.parent_span_id, s.txn_name, s.op, s.description,
     s.start, s.ts, (s.ts - s.start) * 1000.0,
     greatest(0.0, (s.ts - s.start) - coalesce(c.child, 0.0)) * 1000.0,
-    s.status, s.outcome, s.agent, s.widget_id
+    s.status, s.outcome, s.agent, s.widget_id, s.model, s.cost_usd, s.input_tokens,
+    s.output_tokens, s.iteration
 FROM s LEFT JOIN c ON c.event_id = s.event_id AND c.parent_span_id = s.span_id
 """
 

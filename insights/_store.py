@@ -44,7 +44,7 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
@@ -66,14 +66,19 @@ def store_path(log: Path) -> Path:
 _DATA = (
     'STRUCT("widget.outcome" VARCHAR, "gen_ai.agent.name" VARCHAR, "widget.id" VARCHAR, '
     '"gen_ai.cost.total_tokens" VARCHAR, "gen_ai.usage.input_tokens" VARCHAR, '
-    '"gen_ai.usage.output_tokens" VARCHAR, "session.id" VARCHAR)'
+    '"gen_ai.usage.output_tokens" VARCHAR, "session.id" VARCHAR, '
+    # LLM cost by model, block and iteration (insights/agent_cost.py, the MCP `cost` tool).
+    '"gen_ai.request.model" VARCHAR, "widget.cost.usd" VARCHAR, '
+    '"widget.usage.input_tokens" VARCHAR, "widget.usage.output_tokens" VARCHAR, '
+    '"widget.iteration.number" VARCHAR)'
 )
 # Span v2 and log items carry typed attributes: {"key": {"value": ..., "type": ...}}.
 _ATTRIBUTE_KEYS = (
     "sentry.op", "sentry.release", "sentry.environment", "sentry.segment.id",
     "sentry.segment.name", "service.name", "user.id", "widget.outcome", "gen_ai.agent.name",
     "widget.id", "gen_ai.cost.total_tokens", "gen_ai.usage.input_tokens",
-    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.output_tokens", "gen_ai.request.model", "widget.cost.usd",
+    "widget.usage.input_tokens", "widget.usage.output_tokens", "widget.iteration.number",
 )
 _ATTRIBUTES = "STRUCT(" + ", ".join(f'"{k}" STRUCT(value VARCHAR)' for k in _ATTRIBUTE_KEYS) + ")"
 _COLUMNS = {
@@ -93,8 +98,8 @@ _COLUMNS = {
     ),
     "logger": "VARCHAR",
     "contexts": (
-        "STRUCT(trace STRUCT(trace_id VARCHAR, span_id VARCHAR, op VARCHAR, status VARCHAR, "
-        f"data {_DATA}))"
+        "STRUCT(trace STRUCT(trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR, "
+        f"op VARCHAR, status VARCHAR, data {_DATA}))"
     ),
     "exception": "JSON",
     "logentry": "JSON",
@@ -146,7 +151,8 @@ CREATE TABLE IF NOT EXISTS spans (
     event_id VARCHAR, trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR,
     txn_name VARCHAR, op VARCHAR, description VARCHAR, start DOUBLE, ts DOUBLE,
     duration_ms DOUBLE, self_ms DOUBLE, status VARCHAR, outcome VARCHAR, agent VARCHAR,
-    widget_id VARCHAR
+    widget_id VARCHAR, model VARCHAR, cost_usd DOUBLE, input_tokens BIGINT,
+    output_tokens BIGINT, iteration BIGINT
 );
 CREATE TABLE IF NOT EXISTS breadcrumbs (
     event_id VARCHAR, user_id VARCHAR, ts DOUBLE, category VARCHAR, message VARCHAR,
@@ -167,6 +173,13 @@ _MACROS = """
 CREATE OR REPLACE TEMP MACRO wt_ts(x) AS
     coalesce(TRY_CAST(x AS DOUBLE), epoch(TRY_CAST(x AS TIMESTAMPTZ)));
 CREATE OR REPLACE TEMP MACRO wt_user(u) AS coalesce(u.id, u.username, u.email, u.ip_address);
+-- LLM cost and tokens of a span's data: the call's own (gen_ai.*), else a block's roll-up.
+CREATE OR REPLACE TEMP MACRO wt_llm_cost(d) AS
+    TRY_CAST(coalesce(d."gen_ai.cost.total_tokens", d."widget.cost.usd") AS DOUBLE);
+CREATE OR REPLACE TEMP MACRO wt_llm_in(d) AS
+    TRY_CAST(coalesce(d."gen_ai.usage.input_tokens", d."widget.usage.input_tokens") AS BIGINT);
+CREATE OR REPLACE TEMP MACRO wt_llm_out(d) AS
+    TRY_CAST(coalesce(d."gen_ai.usage.output_tokens", d."widget.usage.output_tokens") AS BIGINT);
 """
 
 

@@ -767,6 +767,12 @@ def _parser() -> argparse.ArgumentParser:
     from widgettrace.insights.cli import add_commands
 
     add_commands(commands)
+
+    from widgettrace.devtools.dev import add_parser as add_dev
+    from widgettrace.mcp_server import add_parser as add_mcp
+
+    add_dev(commands)
+    add_mcp(commands)
     return parser
 
 
