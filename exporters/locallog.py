@@ -27,7 +27,7 @@ counted (:meth:`LocalLogTransport.lost_events`, reason ``queue_overflow``) and o
 logged.
 
 In a tee the local log never depends on the remote side: the writer thread takes each envelope
-(errors, sessions and logs of a batch first), runs it through
+(in the order they arrived), runs it through
 :func:`~widgettrace.exporters._delivery.filter_envelope` (the one place every envelope passes),
 writes its lines, and only then hands it to the HTTP half, whose queue never blocks (a slow,
 stalled or dead Sentry costs the HTTP half's envelopes, counted, never a local line). At exit the
@@ -59,6 +59,7 @@ from sentry_sdk.worker import BackgroundWorker
 
 from widgettrace.exporters._batching import BatchedSubmit
 from widgettrace.exporters._delivery import (
+    HIGH,
     envelope_priority,
     envelope_size,
     filter_envelope,
@@ -183,15 +184,14 @@ class LocalLogTransport(Transport):
         self.writer = LogFileWriter(path, max_bytes=max_bytes, backups=backups)
         self.queue_size = queue_size
         self._worker = BackgroundWorker(queue_size=queue_size)
-        # One worker job per burst of envelopes, not per envelope (see _batching); errors,
-        # sessions and logs of a burst first.
+        # One worker job per burst of envelopes, not per envelope (see _batching). Lines keep
+        # the order envelopes arrived in; priorities are the HTTP half's business.
         self._batch: BatchedSubmit[Envelope] = BatchedSubmit(
             self._worker,
             self._write_envelope,
             max_pending=queue_size,
             size=envelope_size,
             max_bytes=DEFAULT_QUEUE_BYTES,
-            order=envelope_priority,
         )
         if inner is not None and hasattr(inner, "filtering"):
             inner.filtering = False  # filter_envelope runs here, once, for both halves
@@ -211,7 +211,9 @@ class LocalLogTransport(Transport):
     def capture_envelope(self, envelope: Envelope) -> None:
         """Queue the envelope for the writer thread, which writes its lines, then forwards it."""
         with internal_errors("locallog.capture_envelope"):
-            if self._batch.submit(envelope):
+            # Errors, sessions and logs may use a reserve beyond the bound that makes the span
+            # processor wait: a queue full of transactions must not refuse an error.
+            if self._batch.submit(envelope, reserve=envelope_priority(envelope) == HIGH):
                 return
             for item in envelope.items:
                 self._count("queue_overflow", item=item)

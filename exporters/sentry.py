@@ -930,6 +930,14 @@ class _ErrorSink:
                     contexts[name] = self.scrubber.data(values)
         if data.breadcrumbs:
             event["breadcrumbs"] = {"values": list(data.breadcrumbs)}
+        fingerprint = report.fingerprint or data.fingerprint
+        if fingerprint:
+            event["fingerprint"] = list(fingerprint)
+        for key, value in report.fields.items():
+            if key in {"tags", "contexts"}:
+                event[key] = {**event.get(key, {}), **value}
+            else:
+                event[key] = value
         hint["widgettrace"] = True
         _sessions.note_error(report.handled)
         sentry_sdk.capture_event(event, hint=hint)  # type: ignore[arg-type]
@@ -949,8 +957,14 @@ def _one_report_per_exception(event: dict[str, Any], hint: dict[str, Any]) -> di
         return event
     exc_info = hint.get("exc_info")
     exc = exc_info[1] if exc_info else None
-    if isinstance(exc, BaseException) and not wscope.mark_reported(exc):
+    if not isinstance(exc, BaseException):
+        return event
+    if wscope.was_reported(exc):
         return None
+    # Only a client that sends takes the report over: one without a transport (no DSN) still
+    # runs processors, and marking there would lose the error for everyone.
+    if getattr(sentry_sdk.get_client(), "transport", None) is not None:
+        wscope.mark_reported(exc)
     return event
 
 
@@ -1193,4 +1207,17 @@ def configure_sentry(
     _shutdown.install(processor, kwargs["shutdown_timeout_s"])
     resource_tags = WidgetTraceSpanProcessor.resource_tags_of(resource)
     wscope.set_error_sink(_ErrorSink(resource_tags, bool(settings.send_default_pii), scrubber))
+    _start_alerts(settings, transport)
     return processor
+
+
+def _start_alerts(settings: Any, transport: Any) -> None:
+    """WIDGETTRACE_ALERT_WEBHOOK: a separate watcher process follows the local log."""
+    webhook = getattr(settings, "alert_webhook", None)
+    log = getattr(transport, "path", None)
+    if not webhook or log is None:
+        return
+    with internal_errors("sentry.start_alerts"):
+        from widgettrace.insights.background import start_watcher
+
+        start_watcher(log, webhook)

@@ -40,6 +40,8 @@ __all__ = [
 _logger = logging.getLogger("widgettrace")
 
 DEFAULT_LOG_PATH = ".claude/logs/sentry.log"
+DEFAULT_AUDIT_PATH = ".claude/logs/audit.log"
+DEFAULT_AUDIT_EXCEPTIONS = "builtins.PermissionError,fastapi.exceptions.RequestValidationError"
 
 SentryMode = Literal["processor", "otlp", "off"]
 
@@ -570,6 +572,47 @@ SETTINGS: tuple[Setting, ...] = (
         "(errors, sessions and logs first); what is left is counted as lost.",
         _float_in(0.0, 600.0),
     ),
+    # --- findings: pytest plugin, audit trail, frontend tunnel (docs/findings.md) ----------------
+    _row(
+        "WIDGETTRACE_PYTEST",
+        "pytest_enabled",
+        "bool",
+        False,
+        "Turn the pytest plugin on (also `-p widgettrace` or the `widgettrace` ini option).",
+        _parse_bool,
+    ),
+    _row(
+        "WIDGETTRACE_AUDIT_PATH",
+        "audit_path",
+        "path or off",
+        DEFAULT_AUDIT_PATH,
+        "Append-only, hash-chained audit file (`widgettrace audit verify`); `off` disables it.",
+        _parse_log_path,
+    ),
+    _row(
+        "WIDGETTRACE_AUDIT_EXCEPTIONS",
+        "audit_exceptions",
+        "class list",
+        DEFAULT_AUDIT_EXCEPTIONS,
+        "Exception classes (module.Name, comma-separated) whose raising is an audit event.",
+        _parse_str,
+    ),
+    _row(
+        "WIDGETTRACE_TUNNEL_MAX_BYTES",
+        "tunnel_max_bytes",
+        "int in [1024, 104857600]",
+        _MiB,
+        "Largest envelope the frontend tunnel accepts (413 beyond).",
+        _int_in(1024, 100 * _MiB),
+    ),
+    _row(
+        "WIDGETTRACE_TUNNEL_RATE",
+        "tunnel_rate",
+        "int in [1, 1000000]",
+        120,
+        "Envelopes per minute the frontend tunnel accepts from one client address (429 beyond).",
+        _int_in(1, 1_000_000),
+    ),
     # --- Sentry's current wire: span streaming, logs, sessions (docs/sentry-wire.md) -------------
     _row(
         "WIDGETTRACE_SENTRY_SPANS",
@@ -599,6 +642,15 @@ SETTINGS: tuple[Setting, ...] = (
         "explicit `widgettrace.session()` blocks; `blocks` also wraps each cascade block in a "
         "session; `off` sends none.",
         _choice("auto", "blocks", "off"),
+    ),
+    _row(
+        "WIDGETTRACE_ALERT_WEBHOOK",
+        "alert_webhook",
+        "http(s) URL",
+        None,
+        "Slack-compatible webhook: a background `widgettrace watch` process follows the local "
+        "log and posts alerts (new issue, regression, spike) to it.",
+        _parse_url,
     ),
 )
 
@@ -645,9 +697,15 @@ class Settings:
     open_span_timeout_s: float = 300.0
     queue_size: int = 20000
     shutdown_timeout_s: float = 2.0
+    pytest_enabled: bool = False
+    audit_path: str | None = DEFAULT_AUDIT_PATH
+    audit_exceptions: str | None = DEFAULT_AUDIT_EXCEPTIONS
+    tunnel_max_bytes: int = _MiB
+    tunnel_rate: int = 120
     sentry_spans: str = "auto"
     sentry_logs_level: str = "WARNING"
     sessions: str = "auto"
+    alert_webhook: str | None = None
 
 
 def _show(raw: str) -> str:

@@ -758,6 +758,21 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="the configuration table")
     config.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     config.set_defaults(run=_cmd_config)
+    from widgettrace.instrumentation import audit, findings  # light until a command runs
+
+    findings.add_command(commands)
+    audit.add_command(commands)
+
+    # The reading side (issues, releases, perf, journeys, standup, deploy, report, watch).
+    from widgettrace.insights.cli import add_commands
+
+    add_commands(commands)
+
+    from widgettrace.devtools.dev import add_parser as add_dev
+    from widgettrace.mcp_server import add_parser as add_mcp
+
+    add_dev(commands)
+    add_mcp(commands)
     return parser
 
 
