@@ -8,9 +8,9 @@ With a DSN, the same lines are written *and* the envelopes are sent: a tee of th
 or ``widgettrace summary``.
 
 A line is exactly the item payload Sentry would receive: the event or transaction JSON, as the
-SDK serialised it. Other envelope items (client reports, attachments, sessions, profiles, check-ins,
-Sentry Logs and metrics batches) are not written: the local log is for errors and traces, and a
-batch item would break the one-line-per-event rule that ``tail`` and ``grep`` rely on.
+SDK serialised it. Streamed spans, Sentry Logs and release-health sessions are written one line
+per span / log record / session (the element plus a ``"type"`` key, see ``_itemlines``). Other
+envelope items (client reports, attachments, profiles, check-ins, metrics) are not written.
 
 Configuration (see the configuration table, ``widgettrace config``):
 
@@ -65,6 +65,7 @@ from widgettrace.exporters._delivery import (
     filter_envelope,
     http_transport_class,
 )
+from widgettrace.exporters._itemlines import BATCH_ITEM_TYPES, item_lines
 from widgettrace.exporters._logfile import (
     LOG_PATH_ENV,
     LogFileWriter,
@@ -86,8 +87,9 @@ __all__ = [
     "resolve_log_path",
 ]
 
-#: Envelope item types that become lines in the local log.
-LOGGED_ITEM_TYPES = frozenset({"event", "transaction"})
+#: Envelope item types that become lines in the local log (span, log, session and sessions
+#: items: one line per element, see ``_itemlines``).
+LOGGED_ITEM_TYPES = frozenset({"event", "transaction"}) | BATCH_ITEM_TYPES
 
 #: At kill, how long the writer may take for the lines still queued (normally microseconds).
 KILL_FLUSH_S = 1.0
@@ -318,7 +320,11 @@ class LocalLogTransport(Transport):
         if filtered is None:
             return
         for item in filtered.items:
-            if item.type in LOGGED_ITEM_TYPES:
+            if item.type in BATCH_ITEM_TYPES:
+                # One line per span / log record / session (``_itemlines``).
+                for line in item_lines(item):
+                    self._write_line(line, item)
+            elif item.type in LOGGED_ITEM_TYPES:
                 self._write_line(item.get_bytes(), item)
         if self.inner is not None:
             with internal_errors("locallog.inner_capture_envelope"):

@@ -70,6 +70,7 @@ __all__ = [
     "scope_for_trace",
     "set_context",
     "set_error_sink",
+    "set_fingerprint",
     "set_tag",
     "set_user",
     "span_owner",
@@ -105,6 +106,8 @@ class ScopeData:
     breadcrumbs: deque[dict[str, Any]] = field(
         default_factory=lambda: deque(maxlen=MAX_BREADCRUMBS)
     )
+    #: Sentry's grouping override for this trace's errors (:func:`set_fingerprint`).
+    fingerprint: list[str] | None = None
 
     def merged_over(self, base: ScopeData) -> ScopeData:
         """A copy of ``base`` overridden by this one (trace values win over process values)."""
@@ -118,6 +121,7 @@ class ScopeData:
             tags={**base.tags, **self.tags},
             contexts=contexts,
             breadcrumbs=crumbs,
+            fingerprint=self.fingerprint or base.fingerprint,
         )
 
 
@@ -140,6 +144,11 @@ class ErrorReport:
     #: The traceback to report when it differs from ``exception.__traceback__`` (extended
     #: with the frames above, when the outermost span could not be told for sure).
     traceback: TracebackType | None = None
+    #: Event fields set as given (``fingerprint``, ``event_id``, ``logentry``, ...); ``tags`` and
+    #: ``contexts`` are merged over the scope's. For custom events (tests, findings, audit).
+    fields: dict[str, Any] = field(default_factory=dict)
+    #: Sentry's grouping override (``fingerprint=`` of the capture call), else the scope's.
+    fingerprint: list[str] | None = None
 
 
 ErrorSink = Callable[[ErrorReport], None]
@@ -247,6 +256,20 @@ def set_tag(key: str, value: str | int | float | bool) -> None:
             _bag_for(span.get_span_context()).tags[key] = str(value)
 
 
+def set_fingerprint(fingerprint: Sequence[str] | None) -> None:
+    """Group the errors of the current span's trace (or, outside spans, all) under ``fingerprint``.
+
+    Sent as the Sentry event's ``fingerprint``; ``"{{ default }}"`` stands for Sentry's own
+    grouping, so ``["{{ default }}", tenant]`` splits an issue per tenant. ``None`` clears it.
+    """
+    with internal_errors("scope.set_fingerprint"):
+        span = trace.get_current_span()
+        with _lock:
+            _bag_for(span.get_span_context()).fingerprint = (
+                [str(part) for part in fingerprint] if fingerprint else None
+            )
+
+
 def set_context(name: str, values: Mapping[str, Any]) -> None:
     """Structured context (attributes ``widget.context.<name>.<field>``); ``name`` has no dot."""
     with internal_errors("scope.set_context"):
@@ -310,8 +333,17 @@ def _forward(report: ErrorReport) -> None:
             sink(report)
 
 
-def capture_message(message: str, level: str = "info", *, span: Span | None = None) -> None:
-    """A message event (span event ``message``), sent to the error sink right away."""
+def capture_message(
+    message: str,
+    level: str = "info",
+    *,
+    span: Span | None = None,
+    fingerprint: Sequence[str] | None = None,
+) -> None:
+    """A message event (span event ``message``), sent to the error sink right away.
+
+    ``fingerprint`` overrides Sentry's grouping for this event (see :func:`set_fingerprint`).
+    """
     with internal_errors("scope.capture_message"):
         target = span if span is not None else trace.get_current_span()
         if target.is_recording():
@@ -330,6 +362,7 @@ def capture_message(message: str, level: str = "info", *, span: Span | None = No
                 handled=True,
                 transaction=None,
                 scope=scope_for_trace(ctx.trace_id if ctx.is_valid else 0),
+                fingerprint=[str(p) for p in fingerprint] if fingerprint else None,
             )
         )
 
@@ -338,7 +371,13 @@ def was_reported(exc: BaseException) -> bool:
     """Whether ``exc`` was already forwarded to the error sink."""
     if getattr(exc, _REPORTED_ATTR, False):
         return True
-    return id(exc) in _reported_ids
+    # The id set is only for exceptions that refuse the mark: for any other, an id found there
+    # belonged to an earlier, freed exception at the same address (it would hide a new error).
+    return _refuses_mark(exc) and id(exc) in _reported_ids
+
+
+def _refuses_mark(exc: BaseException) -> bool:
+    return type(exc).__setattr__ is not BaseException.__setattr__ or not hasattr(exc, "__dict__")
 
 
 def mark_reported(exc: BaseException) -> bool:
@@ -481,12 +520,18 @@ def report_escaped(
     )
 
 
-def capture_exception(exc: BaseException | None = None, *, span: Span | None = None) -> None:
+def capture_exception(
+    exc: BaseException | None = None,
+    *,
+    span: Span | None = None,
+    fingerprint: Sequence[str] | None = None,
+) -> None:
     """Report an exception the application handles (or is about to turn into a result).
 
     Recorded on the current (or given) span when it is recording, and forwarded to the error
     sink exactly once per exception object, also when the trace is not sampled. Without
-    ``exc``, the exception being handled (``sys.exception()``) is used.
+    ``exc``, the exception being handled (``sys.exception()``) is used. ``fingerprint``
+    overrides Sentry's grouping for this event (see :func:`set_fingerprint`).
     """
     with internal_errors("scope.capture_exception"):
         if exc is None:
@@ -512,5 +557,6 @@ def capture_exception(exc: BaseException | None = None, *, span: Span | None = N
                 handled=True,
                 transaction=None,
                 scope=scope_for_trace(ctx.trace_id if valid else 0),
+                fingerprint=[str(p) for p in fingerprint] if fingerprint else None,
             )
         )

@@ -3,14 +3,14 @@
 #   * Bugsink (PyPI) in its own venv .venv-bugsink (it pulls Django, which must not be in the app's
 #     venv: sentry-sdk would switch on its Django integration there), plus pre-migrated databases
 #     and an API token in .venv-bugsink/widgettrace-template (tests copy them instead of migrating);
-#   * Spotlight's node package in tests/receivers/spotlight/node_modules (hono pinned by overrides).
+#   * Spotlight's node package in widgettrace/devtools/spotlight_node/node_modules (hono pinned by overrides).
 # Usage: scripts/setup-receivers.sh        (PYTHON=python3.x to pick the interpreter for the venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 BUGSINK_SPEC="bugsink==2.6.2"
 BUGSINK_VERSION="2.6.2"
-SPOTLIGHT_DIR=tests/receivers/spotlight
+SPOTLIGHT_DIR=widgettrace/devtools/spotlight_node
 SPOTLIGHT_VERSION="4.11.8"
 HONO_VERSION="4.12.25"  # newer hono breaks every Spotlight request (package.json overrides)
 start=$(date +%s)
@@ -53,7 +53,7 @@ if [ "$installed" != "$BUGSINK_VERSION" ]; then
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 fi
 # Migrated databases + token, rebuilt only when the Bugsink version changes.
-"$PY" tests/receivers/bugsink.py --build-template >/dev/null
+"$PY" widgettrace/devtools/bugsink.py --build-template >/dev/null
 
 if [ -n "$npm_pid" ]; then
   if ! wait "$npm_pid"; then

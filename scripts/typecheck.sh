@@ -9,4 +9,5 @@ rm -rf "$tree" && mkdir -p "$tree/widgettrace"
 for f in widgettrace/*; do ln -s "$PWD/$f" "$tree/widgettrace/$(basename "$f")"; done
 ln -s "$PWD/instrumentation" "$tree/widgettrace/instrumentation"
 ln -s "$PWD/exporters" "$tree/widgettrace/exporters"
+ln -s "$PWD/insights" "$tree/widgettrace/insights"
 cd "$tree" && ../../.venv/bin/mypy --config-file ../../pyproject.toml -p widgettrace "$@"

@@ -132,7 +132,9 @@ def test_a_line_is_exactly_the_item_payload(log_path: Path) -> None:
     assert lines_of(log_path) == [item.get_bytes() for item in envelope.items]
 
 
-def test_only_events_and_transactions_are_written(log_path: Path) -> None:
+def test_attachments_and_client_reports_are_not_written(log_path: Path) -> None:
+    """Events and transactions as they are; logs and sessions one line each, with their type
+    (``tests/test_sentry_logs.py``, ``tests/test_sessions.py``); nothing else."""
     transport = LocalLogTransport(log_path)
     envelope = Envelope()
     envelope.add_event({"event_id": "b" * 32, "message": "kept"})
@@ -142,7 +144,11 @@ def test_only_events_and_transactions_are_written(log_path: Path) -> None:
     envelope.add_item(Item(payload=PayloadRef(json={"items": [{"body": "l"}]}), type="log"))
     transport.capture_envelope(envelope)
     transport.flush(5)
-    assert [json.loads(line)["message"] for line in lines_of(log_path)] == ["kept"]
+    assert [json.loads(line) for line in lines_of(log_path)] == [
+        {"event_id": "b" * 32, "message": "kept"},
+        {"type": "session", "sid": "1"},
+        {"type": "log", "body": "l"},
+    ]
 
 
 def test_a_pretty_printed_payload_still_becomes_one_line(log_path: Path) -> None:

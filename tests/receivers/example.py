@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DESIGNED_ERRORS", "ExampleRun", "run_example"]
+__all__ = ["DESIGNED_ERRORS", "ExampleRun", "clean_env", "run_example"]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -54,8 +54,9 @@ class ExampleRun:
         return [r for r in self.records if r.get("type") != "transaction" and "exception" in r]
 
 
-def run_example(tmp: Path, timeout: float = 240, **env: str) -> ExampleRun:
-    """Run the example once; ``env`` adds settings (``SENTRY_DSN=...``, ``SENTRY_SPOTLIGHT=``)."""
+def clean_env(**env: str) -> dict[str, str]:
+    """This environment without the developer's telemetry settings, the test venv first on
+    ``PATH``, plus ``env``."""
     full_env = {
         k: v
         for k, v in os.environ.items()
@@ -63,6 +64,12 @@ def run_example(tmp: Path, timeout: float = 240, **env: str) -> ExampleRun:
     }
     full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.update(env)
+    return full_env
+
+
+def run_example(tmp: Path, timeout: float = 240, **env: str) -> ExampleRun:
+    """Run the example once; ``env`` adds settings (``SENTRY_DSN=...``, ``SENTRY_SPOTLIGHT=``)."""
+    full_env = clean_env(**env)
     workdir = tmp / "world"
     result = subprocess.run(
         [

@@ -5,11 +5,10 @@ send it a copy of every envelope (no DSN needed), and ``GET /stream`` replays wh
 server-sent events (``event: application/x-sentry-envelope``, ``data: [headers, [[item headers,
 payload], ...]]``).
 
-The node package and its dependencies live in ``tests/receivers/spotlight/`` (``package.json``
-pins 4.11.8, and ``hono`` to 4.12.25 through ``overrides``: newer hono breaks every request);
-``scripts/setup-receivers.sh`` installs them. ``serve.mjs`` starts the sidecar through the package's
-exported ``setupSpotlight`` (the stock CLI listens on every interface and starts its own telemetry)
-on ``127.0.0.1:0`` and prints the port.
+Starting and stopping is the package's (:mod:`widgettrace.devtools.spotlight`, shared with
+``widgettrace dev``): the node package lives in ``widgettrace/devtools/spotlight_node/``, installed
+by ``scripts/setup-receivers.sh``, started through its exported ``setupSpotlight`` on
+``127.0.0.1:0``. This module adds the reading back of ``GET /stream`` for the tests.
 
 Usage::
 
@@ -24,18 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
+
+from widgettrace.devtools.spotlight import Spotlight, SpotlightUnavailable
 
 __all__ = [
     "PACKAGE_DIR",
@@ -46,11 +41,9 @@ __all__ = [
     "parse_sse",
 ]
 
-PACKAGE_DIR = Path(__file__).resolve().parent / "spotlight"
-
-
-class SpotlightUnavailable(RuntimeError):
-    """Spotlight could not be started (no node, dependencies not installed, no port reported)."""
+#: The source checkout's node directory, where scripts/setup-receivers.sh installs the packages
+#: (the tests may run against an installed wheel, whose copy has no node_modules).
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "widgettrace" / "devtools" / "spotlight_node"
 
 
 @dataclass
@@ -105,114 +98,20 @@ def _to_envelope(event_id: str, event: str, data: str) -> SpotlightEnvelope | No
     return SpotlightEnvelope(id=event_id, content_type=event, headers=parsed[0], items=items)
 
 
-class SpotlightServer:
-    """One Spotlight sidecar process (see the module docstring)."""
+class SpotlightServer(Spotlight):
+    """One Spotlight sidecar process (see the module docstring), with the reading back."""
 
     def __init__(self, workdir: Path, *, node: str | None = None) -> None:
-        self.workdir = Path(workdir)
-        self.node = node or os.environ.get("WIDGETTRACE_NODE") or shutil.which("node") or ""
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_path = self.workdir / "spotlight.log"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """The value for the SDK's ``spotlight=`` option (and ``SENTRY_SPOTLIGHT``)."""
-        return f"{self.base_url}/stream"
+        super().__init__(
+            workdir, node=node or os.environ.get("WIDGETTRACE_NODE"), node_dir=PACKAGE_DIR
+        )
 
     def start(self, timeout: float = 30.0) -> SpotlightServer:
-        if self._proc is not None:
-            return self
-        if not self.node:
-            raise SpotlightUnavailable("node is not on PATH")
-        if not (PACKAGE_DIR / "node_modules" / "@spotlightjs" / "spotlight").is_dir():
-            raise SpotlightUnavailable(f"node dependencies not installed in {PACKAGE_DIR}")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("SENTRY_", "SPOTLIGHT_", "OTEL_", "WIDGETTRACE_"))
-        }
-        log = self._log_path.open("ab")
-        try:
-            self._proc = subprocess.Popen(
-                [self.node, str(PACKAGE_DIR / "serve.mjs"), "0"],
-                cwd=PACKAGE_DIR,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        self.port = self._read_port(timeout)
-        self._wait_ready(timeout)
+        super().start(timeout)
         return self
-
-    def _read_port(self, timeout: float) -> int:
-        proc = self._proc
-        assert proc is not None
-        assert proc.stdout is not None
-        stdout = proc.stdout
-        result: list[bytes] = []
-        # readline() has no timeout; a thread keeps a hung node from hanging the test session.
-        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        line = result[0] if result else b""
-        try:
-            info = json.loads(line)
-            return int(info["port"])
-        except (ValueError, KeyError, TypeError):
-            raise SpotlightUnavailable(
-                f"Spotlight reported no port within {timeout}s (exit code {proc.poll()}): "
-                f"{line[:200]!r} {self.log_tail()}"
-            ) from None
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError) as exc:
-                if time.monotonic() > deadline:
-                    raise SpotlightUnavailable(f"no answer on {self.base_url}: {exc!r}") from exc
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                # The process group start() created holds only this node process.
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-            except ProcessLookupError:
-                pass
-        if proc.stdout is not None:
-            proc.stdout.close()
 
     def __enter__(self) -> SpotlightServer:
         return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self._log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
-        except OSError:
-            return ""
 
     # -- reading back ------------------------------------------------------------------------
     def wait_for(
@@ -276,12 +175,6 @@ class SpotlightServer:
         finally:
             conn.close()
         return envelopes, False
-
-    def clear(self) -> None:
-        """Empty Spotlight's buffer (``DELETE /clear``), e.g. between tests sharing the session."""
-        request = urllib.request.Request(f"{self.base_url}/clear", method="DELETE")
-        with urllib.request.urlopen(request, timeout=5):
-            pass
 
 
 def items_of(envelopes: list[SpotlightEnvelope], item_type: str) -> list[Any]:

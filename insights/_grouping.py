@@ -1,0 +1,278 @@
+"""Issue grouping and the SQL that turns parsed log lines into the derived tables.
+
+Grouping follows Sentry's rules, evaluated in DuckDB at ingestion (one key per error event):
+
+* a custom ``fingerprint`` (``capture_exception(..., fingerprint=[...])``, ``set_fingerprint``)
+  wins; its ``{{ default }}`` element stands for the default key below;
+* an exception: the chain's types, each with its in-app frames' ``module.function`` (or, when the
+  event has no in-app frame at all, every frame's): line numbers, values and ids play no part;
+* a message without an exception: the message template, with numbers, UUIDs, hex ids and paths
+  replaced by placeholders, so ``"user 42 failed"`` and ``"user 43 failed"`` are one issue.
+
+The key is a short hash (``group_key``); the readable title comes from the main (last) exception's
+type and its culprit (the innermost in-app frame's function), e.g.
+``ReadTimeout in scan_repository (discovery)``, or from the normalised message.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+__all__ = ["insert_statements", "install_macros", "normalise_message"]
+
+# Order matters: UUIDs before hex, hex before plain numbers, paths before numbers. Hex ids are
+# 8+ hex digits (shorter runs are English: "face", "bad").
+_NORMALISERS = (
+    (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<uuid>"),
+    (r"\b0x[0-9a-fA-F]+\b", "<hex>"),
+    (r"\b[0-9a-fA-F]{8,}\b", "<hex>"),
+    (r"(?:[A-Za-z]:)?(?:/[\w.\-<>]+){2,}/?", "<path>"),
+    (r"\b\d+(?:\.\d+)?\b", "<int>"),
+)
+
+
+def _normalise_sql(expr: str) -> str:
+    for pattern, placeholder in _NORMALISERS:
+        escaped = pattern.replace("'", "''")
+        expr = f"regexp_replace({expr}, '{escaped}', '{placeholder}', 'g')"
+    return expr
+
+
+def normalise_message(text: str) -> str:
+    """The message as grouping sees it (numbers, UUIDs, hex ids and paths replaced)."""
+    con = duckdb.connect()
+    try:
+        install_macros(con)
+        row = con.execute("SELECT wt_norm(?)", [text]).fetchone()
+        return str(row[0]) if row else text
+    finally:
+        con.close()
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the grouping macros on ``con`` (temporary: they are code, not data)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO wt_norm(s) AS "
+        f"left({_normalise_sql('s')}, 512)"
+    )
+    # Frames of one exception (JSON) as "module.function" strings, in-app only or all.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP MACRO wt_frames(x, app_only) AS list_transform(
+            list_filter(
+                coalesce(json_extract(x, '$.stacktrace.frames[*]'), []),
+                lambda f: NOT app_only OR coalesce(TRY_CAST(json_extract(f, '$.in_app') AS BOOLEAN),
+                                              false)),
+            lambda f: coalesce(json_extract_string(f, '$.module'),
+                          json_extract_string(f, '$.filename'), '?')
+                 || '.' || coalesce(json_extract_string(f, '$.function'), '?'))
+        """
+    )
+
+
+# The JSON list of exceptions, whichever of Sentry's two shapes the event used.
+_VALUES = (
+    "CASE WHEN json_type(exception) = 'ARRAY' THEN exception "
+    "ELSE json_extract(exception, '$.values') END"
+)
+_MESSAGE = (
+    "coalesce(json_extract_string(logentry, '$.message'), "
+    "json_extract_string(logentry, '$.formatted'), "
+    "json_extract_string(message, '$.message'), json_extract_string(message, '$.formatted'), "
+    "CASE WHEN json_type(message) = 'VARCHAR' THEN json_extract_string(message, '$') END)"
+)
+
+_ERRORS = f"""
+INSERT INTO errors
+WITH e AS (
+    SELECT *, {_VALUES} AS vals, {_MESSAGE} AS msg FROM raw
+    WHERE (type IS NULL OR type IN ('event', 'error', 'default'))
+      AND (exception IS NOT NULL OR logentry IS NOT NULL OR message IS NOT NULL)
+), k AS (
+    SELECT *,
+        json_extract(vals, '$[*]') AS chain,
+        json_extract(vals, '$[#-1]') AS main
+    FROM e
+), d AS (
+    SELECT *,
+        CASE WHEN chain IS NOT NULL AND len(chain) > 0 THEN
+            CASE WHEN len(flatten(list_transform(chain, lambda x: wt_frames(x, true)))) > 0
+                THEN array_to_string(list_transform(chain, lambda x:
+                    coalesce(json_extract_string(x, '$.type'), 'Error') || '('
+                    || array_to_string(wt_frames(x, true), ',') || ')'), '|')
+                ELSE array_to_string(list_transform(chain, lambda x:
+                    coalesce(json_extract_string(x, '$.type'), 'Error') || '('
+                    || array_to_string(wt_frames(x, false), ',') || ')'), '|')
+            END
+        ELSE 'message:' || wt_norm(coalesce(msg, '<no message>'))
+        END AS default_key,
+        list_last(wt_frames(main, true)) AS culprit_frame,
+        CASE WHEN json_type(fingerprint) = 'ARRAY'
+            THEN list_transform(json_extract(fingerprint, '$[*]'),
+                                lambda f: json_extract_string(f, '$')) END AS fp
+    FROM k
+)
+SELECT
+    event_id,
+    wt_ts(timestamp),
+    coalesce(level, 'error'),
+    release,
+    environment,
+    coalesce(tags."service.name", server_name),
+    wt_user("user"),
+    coalesce(contexts.trace.data."session.id", tags."session.id"),
+    contexts.trace.trace_id,
+    contexts.trace.span_id,
+    transaction,
+    json_extract_string(main, '$.type'),
+    left(coalesce(json_extract_string(main, '$.value'), msg), 300),
+    TRY_CAST(json_extract(main, '$.mechanism.handled') AS BOOLEAN),
+    culprit_frame,
+    CASE
+        WHEN main IS NOT NULL THEN coalesce(json_extract_string(main, '$.type'), 'Error')
+            || CASE WHEN culprit_frame IS NOT NULL THEN
+                ' in ' || split_part(culprit_frame, '.', -1)
+                || ' (' || regexp_replace(culprit_frame, '\\.[^.]*$', '') || ')'
+               ELSE '' END
+        ELSE left(split_part(coalesce(msg, '<no message>'), chr(10), 1), 120)
+    END,
+    left(md5(CASE WHEN fp IS NOT NULL AND len(fp) > 0
+        THEN 'fingerprint:' || array_to_string(
+            list_transform(fp, lambda f:
+                CASE WHEN f = '{{{{ default }}}}' THEN default_key ELSE f END),
+            chr(31))
+        ELSE default_key END), 16),
+    logger,
+    coalesce(tags.category, tags.tool, tags."test.outcome")
+FROM d
+"""
+
+_TRANSACTIONS = """
+INSERT INTO transactions
+SELECT
+    event_id,
+    contexts.trace.trace_id,
+    contexts.trace.span_id,
+    transaction,
+    contexts.trace.op,
+    coalesce(contexts.trace.status, 'ok'),
+    wt_ts(start_timestamp),
+    wt_ts(timestamp),
+    (wt_ts(timestamp) - wt_ts(start_timestamp)) * 1000.0,
+    release,
+    environment,
+    coalesce(tags."service.name", server_name),
+    wt_user("user"),
+    contexts.trace.data."session.id",
+    coalesce(list_sum(list_transform(spans, lambda s:
+        TRY_CAST(s.data."gen_ai.cost.total_tokens" AS DOUBLE))), 0),
+    coalesce(list_sum(list_transform(spans, lambda s: CASE WHEN s.op <> 'gen_ai.invoke_agent' THEN
+        coalesce(TRY_CAST(s.data."gen_ai.usage.input_tokens" AS BIGINT), 0)
+        + coalesce(TRY_CAST(s.data."gen_ai.usage.output_tokens" AS BIGINT), 0)
+        END)), 0),
+    len(list_filter(spans, lambda s: s.op = 'widget.discovery'
+        AND s.data."widget.outcome" = 'success')),
+    len(list_filter(spans, lambda s: s.op = 'widget.discovery'
+        AND s.data."widget.outcome" = 'failure'))
+FROM raw WHERE type = 'transaction'
+UNION ALL
+-- Span streaming (span v2 lines): each segment span is what a transaction was.
+SELECT span_id, trace_id, span_id, name, attributes."sentry.op".value, coalesce(status, 'ok'),
+    wt_ts(start_timestamp), wt_ts(end_timestamp),
+    (wt_ts(end_timestamp) - wt_ts(start_timestamp)) * 1000.0,
+    attributes."sentry.release".value, attributes."sentry.environment".value,
+    attributes."service.name".value, attributes."user.id".value, NULL,
+    0, 0, 0, 0
+FROM raw WHERE type = 'span' AND is_segment
+"""
+
+# Child spans plus the root (the transaction itself), each with its self time: its duration
+# less its direct children's.
+_SPANS = """
+INSERT INTO spans
+WITH s AS (
+    SELECT event_id, contexts.trace.trace_id AS trace_id,
+        u.s.span_id AS span_id, u.s.parent_span_id AS parent_span_id, transaction AS txn_name,
+        u.s.op AS op, u.s.description AS description,
+        wt_ts(u.s.start_timestamp) AS start, wt_ts(u.s.timestamp) AS ts,
+        u.s.status AS status,
+        u.s.data."widget.outcome" AS outcome,
+        u.s.data."gen_ai.agent.name" AS agent,
+        u.s.data."widget.id" AS widget_id,
+        u.s.data."gen_ai.request.model" AS model, wt_llm_cost(u.s.data) AS cost_usd,
+        wt_llm_in(u.s.data) AS input_tokens, wt_llm_out(u.s.data) AS output_tokens,
+        TRY_CAST(u.s.data."widget.iteration.number" AS BIGINT) AS iteration
+    FROM (SELECT event_id, contexts, transaction, unnest(spans) AS s FROM raw
+          WHERE type = 'transaction') AS u
+    UNION ALL
+    -- The root span: its parent is the remote caller's span (another service's transaction),
+    -- which is how a trace is assembled across services (insights/agent_trace.py).
+    SELECT event_id, contexts.trace.trace_id, contexts.trace.span_id,
+        contexts.trace.parent_span_id, transaction,
+        contexts.trace.op, transaction, wt_ts(start_timestamp), wt_ts(timestamp),
+        contexts.trace.status, contexts.trace.data."widget.outcome",
+        contexts.trace.data."gen_ai.agent.name", contexts.trace.data."widget.id",
+        contexts.trace.data."gen_ai.request.model", wt_llm_cost(contexts.trace.data),
+        wt_llm_in(contexts.trace.data), wt_llm_out(contexts.trace.data),
+        TRY_CAST(contexts.trace.data."widget.iteration.number" AS BIGINT)
+    FROM raw WHERE type = 'transaction'
+    UNION ALL
+    SELECT coalesce(attributes."sentry.segment.id".value, span_id), trace_id, span_id,
+        CASE WHEN NOT coalesce(is_segment, false) THEN parent_span_id END,
+        coalesce(attributes."sentry.segment.name".value, CASE WHEN is_segment THEN name END),
+        attributes."sentry.op".value, name,
+        wt_ts(start_timestamp), wt_ts(end_timestamp), status,
+        attributes."widget.outcome".value, attributes."gen_ai.agent.name".value,
+        attributes."widget.id".value, attributes."gen_ai.request.model".value,
+        TRY_CAST(coalesce(attributes."gen_ai.cost.total_tokens".value,
+            attributes."widget.cost.usd".value) AS DOUBLE),
+        TRY_CAST(coalesce(attributes."gen_ai.usage.input_tokens".value,
+            attributes."widget.usage.input_tokens".value) AS BIGINT),
+        TRY_CAST(coalesce(attributes."gen_ai.usage.output_tokens".value,
+            attributes."widget.usage.output_tokens".value) AS BIGINT),
+        TRY_CAST(attributes."widget.iteration.number".value AS BIGINT)
+    FROM raw WHERE type = 'span'
+), c AS (
+    SELECT event_id, parent_span_id, sum(ts - start) AS child FROM s
+    WHERE parent_span_id IS NOT NULL GROUP BY ALL
+)
+SELECT s.event_id, s.trace_id, s.span_id, s.parent_span_id, s.txn_name, s.op, s.description,
+    s.start, s.ts, (s.ts - s.start) * 1000.0,
+    greatest(0.0, (s.ts - s.start) - coalesce(c.child, 0.0)) * 1000.0,
+    s.status, s.outcome, s.agent, s.widget_id, s.model, s.cost_usd, s.input_tokens,
+    s.output_tokens, s.iteration
+FROM s LEFT JOIN c ON c.event_id = s.event_id AND c.parent_span_id = s.span_id
+"""
+
+_BREADCRUMBS = """
+INSERT INTO breadcrumbs
+SELECT event_id, wt_user("user"), wt_ts(b."timestamp"), b.category, b.message, b.level
+FROM (SELECT event_id, "user", unnest(breadcrumbs."values") AS b FROM raw
+      WHERE breadcrumbs IS NOT NULL)
+"""
+
+_DEPLOYS = """
+INSERT INTO deploys
+SELECT release, coalesce(environment, 'production'), wt_ts(timestamp) FROM raw
+WHERE type = 'deploy' AND release IS NOT NULL
+"""
+
+# Release-health session updates (the `session` item payload, one per line).
+_SESSIONS = """
+INSERT INTO sessions
+SELECT sid, did, coalesce(release, attrs.release), coalesce(environment, attrs.environment),
+    status, wt_ts(started), wt_ts(timestamp), TRY_CAST(errors AS BIGINT)
+FROM raw WHERE type = 'session' OR (sid IS NOT NULL AND type IS NULL)
+"""
+
+_LOGS = """
+INSERT INTO logs
+SELECT wt_ts(timestamp), level, body, trace_id, attributes."sentry.release".value,
+    attributes."service.name".value
+FROM raw WHERE type = 'log'
+"""
+
+
+def insert_statements() -> tuple[str, ...]:
+    """The statements that move the temporary ``raw`` table into the derived tables."""
+    return (_ERRORS, _TRANSACTIONS, _SPANS, _BREADCRUMBS, _DEPLOYS, _SESSIONS, _LOGS)
