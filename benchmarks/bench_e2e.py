@@ -16,6 +16,8 @@ Configurations (peers from ``.venv-bench``, which has no widgettrace; ours from 
 - ``ddtrace``: ``ddtrace-run``, agent URL = local sink (``/v0.4/traces`` counted);
 - ``widgettrace``: ``opentelemetry-instrument`` with our distro, ``SENTRY_DSN`` = local sink,
   local log off (export to Sentry only, like the Sentry peers);
+- ``widgettrace-stream``: the same with ``WIDGETTRACE_SENTRY_SPANS=stream``: every span as a span
+  v2 item, batched per trace (segments counted as delivered);
 - ``widgettrace-log`` (full runs only): the same with the default local log on as well;
 - ``widgettrace-otlp`` (full runs only): ``WIDGETTRACE_SENTRY_MODE=otlp``, spans batched over OTLP
   to Sentry's OTLP endpoint on the sink (SERVER spans counted as delivered);
@@ -86,7 +88,7 @@ class Config:
     venv: Path
     launcher: str | None  # console script in the venv that wraps the python command
     env: dict[str, str] = field(default_factory=dict)
-    sink: str | None = None  # "sentry" | "dd" | "otlp": which sink counter holds its transactions
+    sink: str | None = None  # "sentry" | "stream" | "dd" | "otlp": the counter of its requests
     full_only: bool = False
 
 
@@ -141,6 +143,18 @@ def _configs() -> dict[str, Config]:
                 "WIDGETTRACE_LOG_PATH": "off",
             },
             sink="sentry",
+        ),
+        "widgettrace-stream": Config(
+            OURS_VENV,
+            "opentelemetry-instrument",
+            {
+                "BENCH_MODE": "widgettrace",
+                **_OTEL_QUIET,
+                **sentry_env,
+                "WIDGETTRACE_SENTRY_SPANS": "stream",
+                "WIDGETTRACE_LOG_PATH": "off",
+            },
+            sink="stream",
         ),
         "widgettrace-otlp": Config(
             OURS_VENV,
@@ -265,8 +279,14 @@ def _server_env(cfg: Config, subs: dict[str, str], tmp: Path) -> dict[str, str]:
 
 
 def _delivered(sink: str, stats: dict[str, Any]) -> int:
-    """Transactions (Sentry), traces (Datadog) or SERVER spans (OTLP) the sink received."""
-    key = {"sentry": "transactions", "dd": "dd_traces", "otlp": "otlp_server_spans"}[sink]
+    """Transactions (Sentry), segments of streamed spans (Sentry span v2), traces (Datadog) or
+    SERVER spans (OTLP) the sink received."""
+    key = {
+        "sentry": "transactions",
+        "stream": "span_segments",
+        "dd": "dd_traces",
+        "otlp": "otlp_server_spans",
+    }[sink]
     return int(stats[key])
 
 

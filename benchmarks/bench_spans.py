@@ -11,7 +11,9 @@ Pipelines (one ``TracerProvider`` each, all measured interleaved in the same run
 * ``sdk_batch``: the SDK with a ``BatchSpanProcessor`` and an exporter that drops (the baseline
   of the goal: ours <= 1.3x);
 * ``sentry_sdk``: sentry-sdk 2.x's own ``SentrySpanProcessor`` (``instrumenter="otel"``);
-* ``widgettrace``: our ``WidgetTraceSpanProcessor``.
+* ``widgettrace``: our ``WidgetTraceSpanProcessor`` (transactions);
+* ``widgettrace_stream``: our ``StreamSpanProcessor`` (``WIDGETTRACE_SENTRY_SPANS=stream``: span
+  v2 items through the SDK's span batcher; goal: <= 1.1x ``sdk_batch``).
 
 Both Sentry pipelines send to a transport that drops each envelope (the counterpart of the
 dropping exporter), so what is measured is the processors, not a network. Each still pays for
@@ -71,6 +73,7 @@ from opentelemetry.trace import SpanKind
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
+from widgettrace.exporters._stream import StreamSpanProcessor
 from widgettrace.exporters.sentry import WidgetTraceSpanProcessor
 
 CHILDREN = 9
@@ -124,7 +127,7 @@ def _workloads(tracer: trace.Tracer) -> tuple[Callable[[], None], Callable[[], N
     return root, tree
 
 
-PIPELINES = ("noop", "sdk", "sdk_batch", "sentry_sdk", "widgettrace")
+PIPELINES = ("noop", "sdk", "sdk_batch", "sentry_sdk", "widgettrace", "widgettrace_stream")
 DSN = "http://public@127.0.0.1:9/1"
 
 
@@ -135,7 +138,7 @@ def _pipeline(name: str) -> tuple[TracerProvider | None, _DropTransport | None]:
     provider = TracerProvider()
     if name == "sdk_batch":
         provider.add_span_processor(BatchSpanProcessor(_DropExporter()))
-    if name in ("sentry_sdk", "widgettrace"):
+    if name in ("sentry_sdk", "widgettrace", "widgettrace_stream"):
         # The transport must know the DSN: sentry-sdk's processor does nothing without one.
         transport = _DropTransport({"dsn": DSN})
         sentry_sdk.init(
@@ -150,6 +153,10 @@ def _pipeline(name: str) -> tuple[TracerProvider | None, _DropTransport | None]:
             from sentry_sdk.integrations.opentelemetry import SentrySpanProcessor
 
             provider.add_span_processor(SentrySpanProcessor())
+        elif name == "widgettrace_stream":
+            provider.add_span_processor(
+                StreamSpanProcessor(release="bench@1.0", environment="bench")
+            )
         else:
             provider.add_span_processor(WidgetTraceSpanProcessor())
         return provider, transport

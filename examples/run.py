@@ -110,6 +110,8 @@ def child_env(hub_url: str, world: Path, ranker_url: str) -> dict[str, str]:
     env.setdefault("WIDGETTRACE_TRACE_FUNCTIONS", TRACE_FUNCTIONS)
     env.setdefault("WIDGETTRACE_PRICES", str(EXAMPLES / "prices.json"))
     env.setdefault("OTEL_SERVICE_NAME", "widget-platform")
+    # The browser's envelopes through the Sentry tunnel are telemetry, not traffic to trace.
+    env.setdefault("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "/tunnel$")
     return env
 
 

@@ -6,6 +6,9 @@ Endpoints::
     POST /api/widgets/convert      {"id": "w-1", "config": "<raw JSON text>"}
     GET  /api/widgets/status       registry counts (the light endpoint)
     POST /api/cascade/iterations   {"cascade": "onboarding", "iteration": 1}
+    POST /api/admin/registry/compact   admin only (``Authorization: Bearer $WIDGET_ADMIN_TOKEN``)
+    GET  /api/frontend/config      the DSN and tunnel URL for the page's Sentry browser SDK
+    POST /tunnel                   the browser SDK's envelopes (widgettrace's Sentry tunnel)
 
 No tracing code for HTTP here: ``opentelemetry-instrument`` (the parent runs this process with
 its ``sitecustomize`` on ``PYTHONPATH``) instruments FastAPI and ``requests``; the domain spans
@@ -21,7 +24,12 @@ Failures, on purpose (see demo_data.py):
   500, which is exactly the kind of bug the telemetry is there to show.
 
 Configuration (environment): ``WIDGET_HUB_URL``, ``WIDGET_REPOS_DIR``, ``WIDGET_REGISTRY_PATH``,
-``WIDGET_RANKER_URL``. Run::
+``WIDGET_RANKER_URL``; ``WIDGET_CORS_ORIGINS`` (comma-separated) lets a frontend on another
+origin call the API and the tunnel with its ``sentry-trace``/``baggage`` headers.
+
+Security events: every 401/403 answer, every request body that fails validation (422) and every
+``PermissionError`` become audit events (``widgettrace.instrumentation.audit.instrument_app``),
+and a successful admin action is recorded with ``audit_event``. Run::
 
     python examples/service.py --fd 3      # a listening socket inherited from the parent
 """
@@ -29,6 +37,7 @@ Configuration (environment): ``WIDGET_HUB_URL``, ``WIDGET_REPOS_DIR``, ``WIDGET_
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 
 from _serving import serve_main
@@ -48,7 +58,21 @@ from registry import WidgetRegistry
 from widgets import WidgetLinks
 from widgettrace import add_breadcrumb, set_tag, set_user
 
+try:
+    from widgettrace import audit_event
+    from widgettrace.exporters.tunnel import SentryTunnel
+    from widgettrace.instrumentation.audit import instrument_app
+except ImportError:  # the examples also run on plain OpenTelemetry: no tunnel, no audit trail
+    SentryTunnel = None  # type: ignore[assignment,misc]
+    instrument_app = None  # type: ignore[assignment]
+
+    def audit_event(action: str, outcome: str, **kw: Any) -> None:  # type: ignore[misc]
+        pass
+
+
 __all__ = ["app", "create_app"]
+
+TUNNEL_PATH = "/tunnel"
 
 
 class DiscoverRequest(BaseModel):
@@ -104,6 +128,39 @@ def create_app() -> FastAPI:
                 yield
 
     app = FastAPI(title="widget platform", lifespan=lifespan)
+    origins = [o.strip() for o in os.environ.get("WIDGET_CORS_ORIGINS", "").split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "sentry-trace", "baggage", "x-tenant"],
+        )
+    if instrument_app is not None:
+        instrument_app(app)  # audit events for 401/403, validation and permission failures
+    tunnel = SentryTunnel() if SentryTunnel is not None else None
+    if tunnel is not None:
+        app.add_route(TUNNEL_PATH, tunnel, methods=["POST"])  # the browser SDK's `tunnel`
+
+    @app.post("/api/admin/registry/compact")
+    async def compact_registry(request: Request) -> dict[str, Any]:
+        """An admin action: 401 without a token, 403 with a wrong one, audited when done."""
+        given = request.headers.get("authorization", "")
+        if not given:
+            raise HTTPException(401, "admin token required", {"WWW-Authenticate": "Bearer"})
+        token = os.environ.get("WIDGET_ADMIN_TOKEN", "")
+        if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(403, "not an admin")
+        _identify(request)
+        counts = await asyncio.to_thread(platform(request).registry.count)
+        audit_event("registry.compact", "success", resource="registry")
+        return {"compacted": True, **counts}
+
+    @app.get("/api/frontend/config")
+    async def frontend_config() -> dict[str, Any]:
+        """What the page passes to ``Sentry.init`` (``dsn`` is null without the tunnel)."""
+        dsn = tunnel.browser_dsn if tunnel is not None else None
+        return {"dsn": dsn, "tunnel": TUNNEL_PATH if tunnel is not None else None}
 
     def platform(request: Request) -> Platform:
         current: Platform = request.app.state.platform

@@ -82,17 +82,14 @@ class BatchedSubmit(Generic[T]):
         after_batch: Callable[[], None] | None = None,
         size: Callable[[T], int] | None = None,
         max_bytes: int = 0,
-        order: Callable[[T], int] | None = None,
     ) -> None:
         self._worker = worker
         self._send = send
         self._after_batch = after_batch
         self.max_pending = max_pending
-        #: With ``size``: bytes held at most (0: no byte bound). ``order`` sorts each batch
-        #: (stable), e.g. errors before transactions.
+        #: With ``size``: bytes held at most (0: no byte bound).
         self._size = size
         self.max_bytes = max_bytes
-        self._order = order
         self._bytes = 0
         self._pending: deque[T] = deque()
         self._lock = threading.Lock()
@@ -115,13 +112,18 @@ class BatchedSubmit(Generic[T]):
         self._bytes = 0
         self._scheduled = False
 
-    def submit(self, envelope: T) -> bool:
-        """Queue ``envelope``; False when full (the caller counts the loss, as the SDK does)."""
+    def submit(self, envelope: T, *, reserve: bool = False) -> bool:
+        """Queue ``envelope``; False when full (the caller counts the loss, as the SDK does).
+
+        ``reserve``: may use a second bound's worth beyond :meth:`full` (for errors, which must
+        not be refused because transactions filled the queue).
+        """
         size = self._size(envelope) if self._size is not None else 0
+        factor = 2 if reserve else 1
         with self._lock:
-            if len(self._pending) >= self.max_pending:
+            if len(self._pending) >= self.max_pending * factor:
                 return False
-            if self.max_bytes and self._pending and self._bytes + size > self.max_bytes:
+            if self.max_bytes and self._pending and self._bytes + size > self.max_bytes * factor:
                 return False
             self._pending.append(envelope)
             self._bytes += size
@@ -165,8 +167,6 @@ class BatchedSubmit(Generic[T]):
                 batch = list(pending)
                 pending.clear()
                 self._bytes = 0
-            if self._order is not None:
-                batch.sort(key=self._order)
             for envelope in batch:
                 with capture_internal_exceptions():
                     self._send(envelope)

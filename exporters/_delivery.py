@@ -83,10 +83,10 @@ PRIORITY: dict[str, int] = {
 #: at a 50 ms round trip, 160 at 200 ms.
 MAX_CONNECTIONS = 32
 #: Per priority: (envelopes, bytes) held at most. Errors are rare and matter most; spans and
-#: transactions are many and are dropped first. 6 MB is ~3,000 transactions of a few spans: a
+#: transactions are many and are dropped first. 4 MB is ~2,000 transactions of a few spans: a
 #: few seconds of a busy server riding out a short outage, within the 20 MB an app may grow by
 #: while its Sentry is down (bytes counted with the objects around them: _ENVELOPE_OVERHEAD).
-QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 4 << 20), LOW: (20_000, 6 << 20)}
+QUEUE_LIMITS: dict[int, tuple[int, int]] = {HIGH: (2_000, 4 << 20), LOW: (20_000, 4 << 20)}
 #: A request that takes longer than this is a stalled Sentry (the SDK waits 30 s).
 REQUEST_TIMEOUT_S = 5
 #: Backoff after a failure: first window, and the ceiling it doubles up to.
@@ -538,7 +538,19 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         if not self._settle():
             return
         self._local.status = response.status
+        if response.status == 429 and envelope is not None:
+            # A client report refused with the rest: its counts wait for the next report (the
+            # SDK counts nothing for a 429, trusting Relay, which does not count reports).
+            reports = [item for item in envelope.items if item.type == "client_report"]
+            if reports:
+                self._unfetch(Envelope(items=reports))
         super()._handle_response(response, envelope)
+
+    def _prepare_envelope(self, envelope: Envelope) -> Any:
+        if _reports_only(envelope) and self._check_disabled("internal"):
+            self._unfetch(envelope)  # rate limited now: the counts go with a later report
+            return None
+        return super()._prepare_envelope(envelope)
 
     def _settle(self) -> bool:
         """The sending thread's envelope has its outcome; False when kill() already counted

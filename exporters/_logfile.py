@@ -33,6 +33,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,8 @@ __all__ = [
 #: The variable that names the local log (documented in the configuration table).
 LOG_PATH_ENV = "WIDGETTRACE_LOG_PATH"
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+# Read as well: the torn-line check reads the last byte of the very file we append to.
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _FILE_MODE = 0o644
 
 
@@ -95,16 +97,23 @@ def probe_writable(path: Path, *, private_dir: bool = False) -> None:
         os.close(fd)
 
 
-def _ends_mid_line(path: Path) -> bool:
-    """Whether the file is non-empty and its last byte is not a newline (a torn last line)."""
-    try:
-        with open(path, "rb") as file:
-            if file.seek(0, os.SEEK_END) == 0:
+def _ends_mid_line(fd: int) -> bool:
+    """Whether the open file is non-empty and its last byte is not a newline (a torn line).
+
+    Another process's line may be half copied into the file at this very moment (appends are
+    whole with respect to each other, not to readers): a torn tail must still be torn a moment
+    later to count, or a newline of ours would make an empty line after theirs.
+    """
+    for attempt in range(2):
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
                 return False
-            file.seek(-1, os.SEEK_END)
-            return file.read(1) != b"\n"
-    except OSError:
-        return False
+        except OSError:
+            return False
+        if attempt == 0:
+            time.sleep(0.01)
+    return True
 
 
 @contextlib.contextmanager
@@ -168,7 +177,7 @@ class LogFileWriter:
         self._close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = self._fd = os.open(self.path, _OPEN_FLAGS, _FILE_MODE)
-        self._fresh_line = _ends_mid_line(self.path)
+        self._fresh_line = _ends_mid_line(fd)
         return fd
 
     def _current_fd(self) -> int:

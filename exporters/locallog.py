@@ -8,9 +8,9 @@ With a DSN, the same lines are written *and* the envelopes are sent: a tee of th
 or ``widgettrace summary``.
 
 A line is exactly the item payload Sentry would receive: the event or transaction JSON, as the
-SDK serialised it. Other envelope items (client reports, attachments, sessions, profiles, check-ins,
-Sentry Logs and metrics batches) are not written: the local log is for errors and traces, and a
-batch item would break the one-line-per-event rule that ``tail`` and ``grep`` rely on.
+SDK serialised it. Streamed spans, Sentry Logs and release-health sessions are written one line
+per span / log record / session (the element plus a ``"type"`` key, see ``_itemlines``). Other
+envelope items (client reports, attachments, profiles, check-ins, metrics) are not written.
 
 Configuration (see the configuration table, ``widgettrace config``):
 
@@ -27,7 +27,7 @@ counted (:meth:`LocalLogTransport.lost_events`, reason ``queue_overflow``) and o
 logged.
 
 In a tee the local log never depends on the remote side: the writer thread takes each envelope
-(errors, sessions and logs of a batch first), runs it through
+(in the order they arrived), runs it through
 :func:`~widgettrace.exporters._delivery.filter_envelope` (the one place every envelope passes),
 writes its lines, and only then hands it to the HTTP half, whose queue never blocks (a slow,
 stalled or dead Sentry costs the HTTP half's envelopes, counted, never a local line). At exit the
@@ -59,11 +59,13 @@ from sentry_sdk.worker import BackgroundWorker
 
 from widgettrace.exporters._batching import BatchedSubmit
 from widgettrace.exporters._delivery import (
+    HIGH,
     envelope_priority,
     envelope_size,
     filter_envelope,
     http_transport_class,
 )
+from widgettrace.exporters._itemlines import BATCH_ITEM_TYPES, item_lines
 from widgettrace.exporters._logfile import (
     LOG_PATH_ENV,
     LogFileWriter,
@@ -85,8 +87,9 @@ __all__ = [
     "resolve_log_path",
 ]
 
-#: Envelope item types that become lines in the local log.
-LOGGED_ITEM_TYPES = frozenset({"event", "transaction"})
+#: Envelope item types that become lines in the local log (span, log, session and sessions
+#: items: one line per element, see ``_itemlines``).
+LOGGED_ITEM_TYPES = frozenset({"event", "transaction"}) | BATCH_ITEM_TYPES
 
 #: At kill, how long the writer may take for the lines still queued (normally microseconds).
 KILL_FLUSH_S = 1.0
@@ -181,15 +184,14 @@ class LocalLogTransport(Transport):
         self.writer = LogFileWriter(path, max_bytes=max_bytes, backups=backups)
         self.queue_size = queue_size
         self._worker = BackgroundWorker(queue_size=queue_size)
-        # One worker job per burst of envelopes, not per envelope (see _batching); errors,
-        # sessions and logs of a burst first.
+        # One worker job per burst of envelopes, not per envelope (see _batching). Lines keep
+        # the order envelopes arrived in; priorities are the HTTP half's business.
         self._batch: BatchedSubmit[Envelope] = BatchedSubmit(
             self._worker,
             self._write_envelope,
             max_pending=queue_size,
             size=envelope_size,
             max_bytes=DEFAULT_QUEUE_BYTES,
-            order=envelope_priority,
         )
         if inner is not None and hasattr(inner, "filtering"):
             inner.filtering = False  # filter_envelope runs here, once, for both halves
@@ -209,7 +211,9 @@ class LocalLogTransport(Transport):
     def capture_envelope(self, envelope: Envelope) -> None:
         """Queue the envelope for the writer thread, which writes its lines, then forwards it."""
         with internal_errors("locallog.capture_envelope"):
-            if self._batch.submit(envelope):
+            # Errors, sessions and logs may use a reserve beyond the bound that makes the span
+            # processor wait: a queue full of transactions must not refuse an error.
+            if self._batch.submit(envelope, reserve=envelope_priority(envelope) == HIGH):
                 return
             for item in envelope.items:
                 self._count("queue_overflow", item=item)
@@ -316,7 +320,11 @@ class LocalLogTransport(Transport):
         if filtered is None:
             return
         for item in filtered.items:
-            if item.type in LOGGED_ITEM_TYPES:
+            if item.type in BATCH_ITEM_TYPES:
+                # One line per span / log record / session (``_itemlines``).
+                for line in item_lines(item):
+                    self._write_line(line, item)
+            elif item.type in LOGGED_ITEM_TYPES:
                 self._write_line(item.get_bytes(), item)
         if self.inner is not None:
             with internal_errors("locallog.inner_capture_envelope"):

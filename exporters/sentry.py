@@ -70,7 +70,7 @@ from sentry_sdk.scrubber import EventScrubber
 from sentry_sdk.utils import event_from_exception, format_timestamp
 from sentry_sdk.utils import logger as sdk_logger
 
-from widgettrace.exporters import _frames, _sentry_errors, _shutdown
+from widgettrace.exporters import _frames, _sentry_errors, _sessions, _shutdown, _wire
 from widgettrace.exporters._delivery import http_transport_class
 from widgettrace.exporters._scrub import FILTERED, Scrubber, scrubber_for
 from widgettrace.exporters._sentry_convert import (
@@ -237,10 +237,7 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         self._grace = grace_s
         self._tick = tick_s
         self._get_client = get_client
-        res = dict(resource.attributes) if resource is not None else {}
-        self._resource_tags = {
-            key: str(res[key])[:_MAX_TAG_LENGTH] for key in _RESOURCE_TAGS if key in res
-        }
+        self._resource_tags = self.resource_tags_of(resource)
         self._log = _RateLimitedLog()
         self._setup()
         if hasattr(os, "register_at_fork"):
@@ -254,6 +251,12 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                     processor._setup()
 
             os.register_at_fork(after_in_child=restart_in_child)
+
+    @staticmethod
+    def resource_tags_of(resource: Resource | None) -> dict[str, str]:
+        """The resource attributes every event carries as tags."""
+        res = dict(resource.attributes) if resource is not None else {}
+        return {key: str(res[key])[:_MAX_TAG_LENGTH] for key in _RESOURCE_TAGS if key in res}
 
     def _setup(self) -> None:
         self._queue: deque[Ended] = deque()
@@ -930,7 +933,13 @@ class _ErrorSink:
         fingerprint = report.fingerprint or data.fingerprint
         if fingerprint:
             event["fingerprint"] = list(fingerprint)
+        for key, value in report.fields.items():
+            if key in {"tags", "contexts"}:
+                event[key] = {**event.get(key, {}), **value}
+            else:
+                event[key] = value
         hint["widgettrace"] = True
+        _sessions.note_error(report.handled)
         sentry_sdk.capture_event(event, hint=hint)  # type: ignore[arg-type]
 
 
@@ -948,8 +957,14 @@ def _one_report_per_exception(event: dict[str, Any], hint: dict[str, Any]) -> di
         return event
     exc_info = hint.get("exc_info")
     exc = exc_info[1] if exc_info else None
-    if isinstance(exc, BaseException) and not wscope.mark_reported(exc):
+    if not isinstance(exc, BaseException):
+        return event
+    if wscope.was_reported(exc):
         return None
+    # Only a client that sends takes the report over: one without a transport (no DSN) still
+    # runs processors, and marking there would lose the error for everyone.
+    if getattr(sentry_sdk.get_client(), "transport", None) is not None:
+        wscope.mark_reported(exc)
     return event
 
 
@@ -1147,6 +1162,7 @@ def configure_sentry(
     if getattr(settings, "sentry_mode", "processor") == "off":
         return None
     options = sentry_init_options(settings, resource)
+    _wire.extend_init_options(options, settings)
     if transport is None and settings.log_path:
         transport = _local_transport(options, settings)
     if transport is not None:
@@ -1186,11 +1202,11 @@ def configure_sentry(
         "shutdown_timeout_s": getattr(settings, "shutdown_timeout_s", SHUTDOWN_FLUSH_S),
     }
     kwargs.update(processor_options)
-    processor = WidgetTraceSpanProcessor(**kwargs)
+    # Transactions or span streaming, plus companions (sessions): see _wire.
+    processor = _wire.span_processor(settings, options, kwargs, WidgetTraceSpanProcessor)
     _shutdown.install(processor, kwargs["shutdown_timeout_s"])
-    wscope.set_error_sink(
-        _ErrorSink(processor._resource_tags, bool(settings.send_default_pii), scrubber)
-    )
+    resource_tags = WidgetTraceSpanProcessor.resource_tags_of(resource)
+    wscope.set_error_sink(_ErrorSink(resource_tags, bool(settings.send_default_pii), scrubber))
     _start_alerts(settings, transport)
     return processor
 

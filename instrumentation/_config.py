@@ -40,6 +40,8 @@ __all__ = [
 _logger = logging.getLogger("widgettrace")
 
 DEFAULT_LOG_PATH = ".claude/logs/sentry.log"
+DEFAULT_AUDIT_PATH = ".claude/logs/audit.log"
+DEFAULT_AUDIT_EXCEPTIONS = "builtins.PermissionError,fastapi.exceptions.RequestValidationError"
 
 SentryMode = Literal["processor", "otlp", "off"]
 
@@ -151,6 +153,23 @@ def _parse_spotlight(raw: str) -> bool | str:
     if lowered.startswith(("http://", "https://")):
         return value
     raise _Invalid("neither a boolean nor an http(s) URL")
+
+
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "OFF")
+
+
+def _parse_log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value in {"WARN", "FATAL"}:
+        value = {"WARN": "WARNING", "FATAL": "CRITICAL"}[value]
+    if value in _FALSE_UPPER:
+        value = "OFF"
+    if value not in _LOG_LEVELS:
+        raise _Invalid(f"not a log level (choose one of: {', '.join(_LOG_LEVELS)})")
+    return value
+
+
+_FALSE_UPPER = {"0", "FALSE", "NO", "NONE"}
 
 
 def _parse_sampler(raw: str) -> str | None:
@@ -553,6 +572,77 @@ SETTINGS: tuple[Setting, ...] = (
         "(errors, sessions and logs first); what is left is counted as lost.",
         _float_in(0.0, 600.0),
     ),
+    # --- findings: pytest plugin, audit trail, frontend tunnel (docs/findings.md) ----------------
+    _row(
+        "WIDGETTRACE_PYTEST",
+        "pytest_enabled",
+        "bool",
+        False,
+        "Turn the pytest plugin on (also `-p widgettrace` or the `widgettrace` ini option).",
+        _parse_bool,
+    ),
+    _row(
+        "WIDGETTRACE_AUDIT_PATH",
+        "audit_path",
+        "path or off",
+        DEFAULT_AUDIT_PATH,
+        "Append-only, hash-chained audit file (`widgettrace audit verify`); `off` disables it.",
+        _parse_log_path,
+    ),
+    _row(
+        "WIDGETTRACE_AUDIT_EXCEPTIONS",
+        "audit_exceptions",
+        "class list",
+        DEFAULT_AUDIT_EXCEPTIONS,
+        "Exception classes (module.Name, comma-separated) whose raising is an audit event.",
+        _parse_str,
+    ),
+    _row(
+        "WIDGETTRACE_TUNNEL_MAX_BYTES",
+        "tunnel_max_bytes",
+        "int in [1024, 104857600]",
+        _MiB,
+        "Largest envelope the frontend tunnel accepts (413 beyond).",
+        _int_in(1024, 100 * _MiB),
+    ),
+    _row(
+        "WIDGETTRACE_TUNNEL_RATE",
+        "tunnel_rate",
+        "int in [1, 1000000]",
+        120,
+        "Envelopes per minute the frontend tunnel accepts from one client address (429 beyond).",
+        _int_in(1, 1_000_000),
+    ),
+    # --- Sentry's current wire: span streaming, logs, sessions (docs/sentry-wire.md) -------------
+    _row(
+        "WIDGETTRACE_SENTRY_SPANS",
+        "sentry_spans",
+        "auto | transactions | stream",
+        "auto",
+        "How spans are sent: one transaction per local trace, or streamed in batches as span "
+        "v2 items. `auto`: stream to sentry.io, transactions elsewhere (self-hosted Sentry, "
+        "Spotlight, Bugsink, the local log alone); see docs/sentry-wire.md.",
+        _choice("auto", "transactions", "stream"),
+    ),
+    _row(
+        "WIDGETTRACE_SENTRY_LOGS_LEVEL",
+        "sentry_logs_level",
+        "log level or off",
+        "WARNING",
+        "Python `logging` records at or above this level become Sentry log items (with trace "
+        "and span ids); `off` sends none.",
+        _parse_log_level,
+    ),
+    _row(
+        "WIDGETTRACE_SESSIONS",
+        "sessions",
+        "auto | blocks | off",
+        "auto",
+        "Release-health sessions: `auto` aggregates server requests per minute and sends "
+        "explicit `widgettrace.session()` blocks; `blocks` also wraps each cascade block in a "
+        "session; `off` sends none.",
+        _choice("auto", "blocks", "off"),
+    ),
     _row(
         "WIDGETTRACE_ALERT_WEBHOOK",
         "alert_webhook",
@@ -607,6 +697,14 @@ class Settings:
     open_span_timeout_s: float = 300.0
     queue_size: int = 20000
     shutdown_timeout_s: float = 2.0
+    pytest_enabled: bool = False
+    audit_path: str | None = DEFAULT_AUDIT_PATH
+    audit_exceptions: str | None = DEFAULT_AUDIT_EXCEPTIONS
+    tunnel_max_bytes: int = _MiB
+    tunnel_rate: int = 120
+    sentry_spans: str = "auto"
+    sentry_logs_level: str = "WARNING"
+    sessions: str = "auto"
     alert_webhook: str | None = None
 
 

@@ -87,7 +87,8 @@ def _export_processors(settings: Settings, resource: Resource) -> list[SpanProce
     from widgettrace.exporters.sentry import configure_sentry
 
     processor = configure_sentry(settings, resource)
-    return [] if processor is None else [processor]
+    # Companions: processors that ride along (release-health sessions, exporters/_wire.py).
+    return [] if processor is None else [processor, *getattr(processor, "companions", ())]
 
 
 _EXPORTER_VARS = {

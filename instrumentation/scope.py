@@ -144,6 +144,9 @@ class ErrorReport:
     #: The traceback to report when it differs from ``exception.__traceback__`` (extended
     #: with the frames above, when the outermost span could not be told for sure).
     traceback: TracebackType | None = None
+    #: Event fields set as given (``fingerprint``, ``event_id``, ``logentry``, ...); ``tags`` and
+    #: ``contexts`` are merged over the scope's. For custom events (tests, findings, audit).
+    fields: dict[str, Any] = field(default_factory=dict)
     #: Sentry's grouping override (``fingerprint=`` of the capture call), else the scope's.
     fingerprint: list[str] | None = None
 
@@ -368,7 +371,13 @@ def was_reported(exc: BaseException) -> bool:
     """Whether ``exc`` was already forwarded to the error sink."""
     if getattr(exc, _REPORTED_ATTR, False):
         return True
-    return id(exc) in _reported_ids
+    # The id set is only for exceptions that refuse the mark: for any other, an id found there
+    # belonged to an earlier, freed exception at the same address (it would hide a new error).
+    return _refuses_mark(exc) and id(exc) in _reported_ids
+
+
+def _refuses_mark(exc: BaseException) -> bool:
+    return type(exc).__setattr__ is not BaseException.__setattr__ or not hasattr(exc, "__dict__")
 
 
 def mark_reported(exc: BaseException) -> bool:

@@ -189,3 +189,33 @@ WIDGET_OP_EXECUTE_TOOL: Final = "gen_ai.execute_tool"
 # Values of widget.outcome.
 WIDGET_OUTCOME_SUCCESS: Final = "success"
 WIDGET_OUTCOME_FAILURE: Final = "failure"
+
+# --- Tests, CI and findings (OTel test.*, cicd.*, vcs.* conventions; widget.test.* ours) --------
+TEST_CASE_NAME: Final = "test.case.name"
+TEST_CASE_RESULT_STATUS: Final = "test.case.result.status"  # pass | fail
+TEST_SUITE_NAME: Final = "test.suite.name"
+TEST_SUITE_RUN_STATUS: Final = "test.suite.run.status"  # success | failure | aborted
+CODE_FILE_PATH: Final = "code.file.path"
+CODE_LINE_NUMBER: Final = "code.line.number"
+CICD_PIPELINE_NAME: Final = "cicd.pipeline.name"
+CICD_PIPELINE_RUN_ID: Final = "cicd.pipeline.run.id"
+CICD_PIPELINE_RUN_URL_FULL: Final = "cicd.pipeline.run.url.full"
+VCS_REF_HEAD_NAME: Final = "vcs.ref.head.name"
+VCS_REF_HEAD_REVISION: Final = "vcs.ref.head.revision"
+VCS_REPOSITORY_URL_FULL: Final = "vcs.repository.url.full"
+#: Ours: passed, failed, error, skipped, xfailed or xpassed (pytest's own words).
+WIDGET_TEST_OUTCOME: Final = "widget.test.outcome"
+#: Ours: the parametrisation id (``[a-1]``'s ``a-1``) and each parameter's repr.
+WIDGET_TEST_PARAMETERS: Final = "widget.test.parameters"
+WIDGET_TEST_PARAM_PREFIX: Final = "widget.test.param."
+#: Ours: how many times pytest-rerunfailures re-ran the test; flaky = failed, then passed.
+WIDGET_TEST_RERUNS: Final = "widget.test.reruns"
+WIDGET_TEST_FLAKY: Final = "widget.test.flaky"
+#: Ours, on the session span: tests per outcome (widget.test.count.failed, ...).
+WIDGET_TEST_COUNT_PREFIX: Final = "widget.test.count."
+#: Ours: the pytest-xdist worker (gw0, gw1, ...) that ran the test.
+WIDGET_TEST_WORKER: Final = "widget.test.worker"
+#: Ours: github, gitlab or generic (CI=true), when the run is on a CI machine.
+WIDGET_CI_PROVIDER: Final = "widget.ci.provider"
+WIDGET_OP_TEST: Final = "test"
+WIDGET_OP_TEST_SESSION: Final = "test.session"

@@ -2,7 +2,8 @@
 # Set up everything the test suite needs from the repo's own files, then run it.
 #   scripts/test.sh [pytest args...]
 # Creates .venv (widgettrace + test extras), .venv-bugsink and Spotlight's node modules
-# (scripts/setup-receivers.sh), a real opentelemetry-distro beside ours for the distro-conflict
+# (scripts/setup-receivers.sh), Chromium and the browser SDK (setup-browser.sh, setup-frontend.sh),
+# a real opentelemetry-distro beside ours for the distro-conflict
 # test, then runs pytest. WIDGETTRACE_INSTALL=wheel installs a built wheel instead of an editable
 # checkout (CI does this, so the installed package is what gets tested).
 set -euo pipefail
@@ -28,6 +29,9 @@ fi
 if [ -x scripts/setup-receivers.sh ]; then
   scripts/setup-receivers.sh
 fi
+# Headless Chromium and the Sentry browser SDK for the frontend-tunnel tests.
+scripts/setup-browser.sh >/dev/null
+scripts/setup-frontend.sh
 
 .venv/bin/ruff check .
 scripts/typecheck.sh

@@ -185,3 +185,23 @@ def test_configure_sentry_picks_the_batching_transport_and_quiets_sdk_debug(
         sentry_sdk.get_client().close()
         sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
         sdk_logger.setLevel(logging.DEBUG)
+
+
+def test_a_reserve_beyond_the_bound_for_what_must_not_be_refused() -> None:
+    # Errors into a local-log queue that transactions filled (the span processor waits at the
+    # bound, errors come from the app's threads and are never refused for that).
+    worker = BackgroundWorker(queue_size=10)
+    gate, busy = threading.Event(), threading.Event()
+    batch: BatchedSubmit[int] = BatchedSubmit(
+        worker, lambda i: (busy.set(), gate.wait(5)), max_pending=3
+    )
+    assert batch.submit(0)
+    assert busy.wait(5)  # the worker holds 0: what follows waits in the batch
+    for i in range(1, 4):
+        assert batch.submit(i)
+    assert batch.full()
+    assert not batch.submit(4)
+    assert batch.submit(5, reserve=True)
+    gate.set()
+    worker.flush(5)
+    worker.kill()

@@ -209,3 +209,51 @@ def test_long_lived_thread_does_not_keep_the_failed_frame() -> None:
             release.set()
             thread.join(10)
     assert not alive, "the failed job's frame (and its locals) outlived it"
+
+
+def test_a_new_exception_is_not_taken_for_an_old_one_at_the_same_address() -> None:
+    """Exceptions that refuse our mark are remembered by id: a later exception that happens to
+    get the same id (the old one was freed) must still be reported, not silently dropped."""
+
+    class Frozen(Exception):
+        def __setattr__(self, name: str, value: object) -> None:
+            raise AttributeError("frozen")
+
+    class Normal(Exception):
+        pass
+
+    old = Frozen("refuses attributes")
+    old_id = id(old)
+    assert scope.mark_reported(old)
+    del old
+    new = Normal("a different error")
+    tries = 0
+    while id(new) != old_id and tries < 10_000:  # CPython reuses the freed block at once
+        new = Normal("a different error")
+        tries += 1
+    if id(new) != old_id:  # pragma: no cover
+        pytest.skip("the allocator did not reuse the address")
+    assert not scope.was_reported(new)
+
+
+def test_an_inactive_client_capturing_first_does_not_hide_the_error() -> None:
+    """Another integration capturing into a client that sends nowhere must not take the
+    report over (sentry-sdk's MCP integration does this when only patched, never initialised)."""
+    from widgettrace.exporters import sentry as wt_sentry
+
+    wt_sentry._add_global_dedupe()
+    reports: list[scope.ErrorReport] = []
+    saved = scope.get_error_sink()
+    scope.set_error_sink(reports.append)
+    try:
+        import sentry_sdk
+
+        sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
+        assert sentry_sdk.get_client().transport is None  # sends nowhere
+        exc = RuntimeError("handler crashed")
+        sentry_sdk.capture_exception(exc)
+        assert not scope.was_reported(exc)
+        scope.capture_exception(exc)
+        assert [r.exception for r in reports] == [exc]
+    finally:
+        scope.set_error_sink(saved)

@@ -11,6 +11,7 @@ This module is the whole public API, vendor-neutral (application code never impo
   :func:`discovery_span`, :func:`conversion_span`, :func:`registry_span`,
   :func:`iteration_span`, :func:`agent_block_span`, :func:`llm_call_span`, :func:`tool_span`,
   :func:`record_llm_usage`;
+* security and audit events: :func:`audit_event` (Sentry event + hash-chained audit file);
 * what Sentry users reach for: :func:`set_user`, :func:`set_tag`, :func:`set_context`,
   :func:`add_breadcrumb`, :func:`capture_message`, :func:`capture_exception`,
   :func:`set_fingerprint`;
@@ -45,6 +46,7 @@ _add_source_checkout_parts()
 _EXPORTS = {
     "add_breadcrumb": "widgettrace.instrumentation.scope",
     "agent_block_span": "widgettrace.instrumentation.api",
+    "audit_event": "widgettrace.instrumentation.audit",
     "capture_exception": "widgettrace.instrumentation.scope",
     "capture_message": "widgettrace.instrumentation.scope",
     "configure": "widgettrace.instrumentation.configurator",
@@ -54,6 +56,7 @@ _EXPORTS = {
     "llm_call_span": "widgettrace.instrumentation.api",
     "record_llm_usage": "widgettrace.instrumentation.api",
     "registry_span": "widgettrace.instrumentation.api",
+    "session": "widgettrace.exporters._sessions",
     "set_context": "widgettrace.instrumentation.scope",
     "set_fingerprint": "widgettrace.instrumentation.scope",
     "set_tag": "widgettrace.instrumentation.scope",
@@ -65,6 +68,7 @@ _EXPORTS = {
 __all__ = [
     "add_breadcrumb",
     "agent_block_span",
+    "audit_event",
     "capture_exception",
     "capture_message",
     "configure",
@@ -74,6 +78,7 @@ __all__ = [
     "llm_call_span",
     "record_llm_usage",
     "registry_span",
+    "session",
     "set_context",
     "set_fingerprint",
     "set_tag",
@@ -83,6 +88,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from widgettrace.exporters._sessions import session
     from widgettrace.instrumentation.api import (
         agent_block_span,
         conversion_span,
@@ -94,6 +100,7 @@ if TYPE_CHECKING:
         span,
         tool_span,
     )
+    from widgettrace.instrumentation.audit import audit_event
     from widgettrace.instrumentation.configurator import configure
     from widgettrace.instrumentation.scope import (
         add_breadcrumb,

@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, NoReturn, TextIO
 
+from widgettrace._wire_lines import WIRE_TYPES, format_wire_record
 from widgettrace.exporters._logfile import LOG_PATH_ENV, fallback_log_path, rotated_paths
 
 __all__ = [
@@ -347,8 +348,9 @@ def _exception_values(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _is_event(record: dict[str, Any]) -> bool:
-    """A transaction, an exception or a message: what Sentry accepts as an event here."""
-    if _is_transaction(record) or _exception_values(record):
+    """A transaction, an exception or a message: what Sentry accepts as an event here; or a
+    streamed span, a log or a session (``_wire_lines``)."""
+    if _is_transaction(record) or _exception_values(record) or record.get("type") in WIRE_TYPES:
         return True
     return bool(record.get("logentry") or record.get("message"))
 
@@ -415,7 +417,13 @@ def _format_ms(ms: float) -> str:
 
 
 def format_record(record: dict[str, Any], *, color: bool = False) -> str:
-    """One human line for an error event or a transaction."""
+    """One human line for an error event, a transaction, a span, a log or a session."""
+    if record.get("type") in WIRE_TYPES:
+        moment = record.get("timestamp") or record.get("start_timestamp")
+        if record.get("type") == "sessions":
+            moment = (record.get("aggregates") or [{}])[0].get("started")
+        when = _format_time(_timestamp(moment))
+        return format_wire_record(record, color=color, paint=_paint, when=when)
     when = _format_time(_timestamp(record.get("timestamp")))
     trace_id = str(_trace_context(record).get("trace_id") or "")
     trace = f"  trace={trace_id[:8]}" if trace_id else ""
@@ -485,6 +493,8 @@ def summary_data(path: str | os.PathLike[str], *, since: float | None = None) ->
             moment = _timestamp(record.get("timestamp"))
             if moment is None or moment < since:
                 continue
+        if record.get("type") in WIRE_TYPES:
+            continue  # spans, logs and sessions are not errors (tail shows them)
         if _is_transaction(record):
             name = str(record.get("transaction") or "<unnamed>")
             durations.setdefault(name, []).append(_duration_ms(record) or 0.0)
@@ -748,6 +758,10 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="the configuration table")
     config.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     config.set_defaults(run=_cmd_config)
+    from widgettrace.instrumentation import audit, findings  # light until a command runs
+
+    findings.add_command(commands)
+    audit.add_command(commands)
 
     # The reading side (issues, releases, perf, journeys, standup, deploy, report, watch).
     from widgettrace.insights.cli import add_commands

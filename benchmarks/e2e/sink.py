@@ -2,7 +2,8 @@
 
 - Sentry: ``POST /api/<project>/envelope/`` (and ``/store/``), bodies plain, gzip, deflate or br
   (br only when the ``brotli`` module is importable; otherwise counted as undecodable). Counts
-  envelopes, items by type (``transaction``, ``event``, ...) and the ``discarded_events`` of
+  envelopes, items by type (``transaction``, ``event``, ``span``, ...), streamed spans and their
+  segments (one per request), and the ``discarded_events`` of
   client reports by ``category:reason`` (what an SDK says it dropped).
 - Sentry's OTLP endpoint: ``POST /api/<project>/integration/otlp/v1/traces/`` (protobuf,
   decoded with ``opentelemetry-proto`` when importable) counts requests, spans and SERVER spans.
@@ -48,6 +49,8 @@ class Counts:
         self.otlp_requests = 0
         self.otlp_spans = 0
         self.otlp_server_spans = 0
+        self.spans = 0
+        self.span_segments = 0
         self.bytes = 0
         self.other: Counter[str] = Counter()
 
@@ -64,6 +67,8 @@ class Counts:
                 "otlp_requests": self.otlp_requests,
                 "otlp_spans": self.otlp_spans,
                 "otlp_server_spans": self.otlp_server_spans,
+                "spans": self.spans,
+                "span_segments": self.span_segments,
                 "bytes": self.bytes,
                 "other": dict(self.other),
             }
@@ -112,6 +117,11 @@ def count_envelope(data: bytes, counts: Counts) -> None:
             pos += int(length) + 1
         kind = str(header.get("type"))
         counts.items[kind] += 1
+        if kind == "span":
+            # Streamed spans (span v2): a segment (local root) is one request's transaction.
+            streamed = json.loads(payload).get("items", [])
+            counts.spans += len(streamed)
+            counts.span_segments += sum(1 for span in streamed if span.get("is_segment"))
         if kind == "client_report":
             report = json.loads(payload)
             for d in report.get("discarded_events", []):

@@ -1,4 +1,4 @@
-"""OpenTelemetry instrumentation for the official ``mcp`` SDK (2.x), per the OTel MCP conventions.
+"""OpenTelemetry instrumentation for the official ``mcp`` SDK (>= 2.0, < 3), per OTel's conventions.
 
 Usage::
 
@@ -18,8 +18,9 @@ What it records (open-telemetry/semantic-conventions-genai, ``docs/gen-ai/mcp.md
   SERVER span on the client). Name ``{mcp.method.name} {target}`` (target: tool or prompt name),
   else ``{mcp.method.name}``. Over stdio, streamable HTTP, SSE, in-memory streams and the
   in-process ``DirectDispatcher``.
-* context propagation through ``params._meta`` (``traceparent``, ``tracestate``, ``baggage``: the
-  globally configured ``opentelemetry.propagate`` propagator) for requests *and* notifications. The
+* context propagation through ``params._meta`` for requests *and* notifications that have
+  params: the W3C keys ``traceparent``, ``tracestate``, ``baggage`` only, whatever the global
+  propagator (see :mod:`.propagation`); no params object is created where a message had none. The
   receiver parents its span on ``_meta`` and links the ambient context (the HTTP server span);
   without a usable ``_meta`` context the ambient context is the parent (a new trace when there is
   none). Malformed ``_meta`` (wrong types, garbage, huge values) is ignored, never an error.
@@ -29,6 +30,9 @@ What it records (open-telemetry/semantic-conventions-genai, ``docs/gen-ai/mcp.md
   ``mcp.protocol.version``, ``network.transport`` (``pipe`` stdio, ``tcp`` HTTP/SSE, ``inproc``
   memory streams and ``DirectDispatcher``), ``network.protocol.name/version``,
   ``server.address/port`` (client), ``client.address/port`` (server over HTTP).
+* Sentry's names beside them (getsentry/sentry-conventions): ``mcp.tool.name``,
+  ``mcp.prompt.name``, ``mcp.request.id``, ``mcp.transport``, ``mcp.client.name``, and
+  ``sentry.op`` = ``mcp.notification.client_to_server`` / ``server_to_client`` on notifications.
 * errors: ``error.type`` + ``rpc.response.status_code`` = the JSON-RPC error code and status
   ERROR with the error message; ``error.type=tool_error`` for ``isError`` tool results (client
   and server); ``timeout`` for a request the sender gave up on; ``cancelled`` for cancellation;
@@ -58,8 +62,8 @@ off for the calls made under it.
 
 Fail-open: every wrapper checks ``is_instrumentation_enabled()`` first, does its telemetry work
 under widgettrace's internal-error guard and makes the SDK call outside it; return values,
-exceptions and messages are those of the SDK (the only change on the wire is the ``_meta``
-propagation keys, which mcp itself writes when not instrumented).
+exceptions and messages are those of the SDK (the only change on the wire is the W3C keys in
+``_meta``; ``tests/test_mcp_wire.py`` compares the bytes with and without the instrumentor).
 """
 
 from __future__ import annotations

@@ -1,0 +1,582 @@
+"""Span streaming: every sampled OTel span as a Sentry span v2 item, batched.
+
+``WIDGETTRACE_SENTRY_SPANS=stream`` (and ``auto`` for sentry.io DSNs and the local log) replaces
+the transaction processor with :class:`StreamSpanProcessor`. Sentry's own SDK does the same
+since 2.66 with ``trace_lifecycle="stream"``; this module sends exactly its format
+(``tests/test_sentry_stream.py`` compares the two field by field):
+
+* one ``span`` item per envelope, content type ``application/vnd.sentry.items.span.v2+json``,
+  payload ``{"version": 2, "items": [span, ...]}``, ``item_count`` in the item headers, the
+  trace's dynamic sampling context as the envelope's ``trace`` header;
+* each span: ``trace_id``, ``span_id``, ``parent_span_id`` (not on a local root), ``name``,
+  ``status`` (``ok`` / ``error``), ``is_segment`` (a local root: no parent, or a remote one),
+  ``start_timestamp`` / ``end_timestamp`` (seconds), ``links``, and ``attributes`` typed the way
+  ``sentry_sdk.utils.serialize_attribute`` types them (``{"value": ..., "type": "string"}``);
+  ``sentry.segment.id`` / ``sentry.segment.name`` name the local root, ``sentry.op`` is the op
+  the transaction path would give the span.
+
+Batching follows :class:`sentry_sdk._span_batcher.SpanBatcher` (its limits are read from it):
+spans are bucketed per trace (an envelope carries one trace's sampling context), a bucket is sent
+when its segment ends or it reaches 1000 spans or 5 MB, at most 1000 spans go in one envelope,
+and beyond 2000 spans waiting in one trace the rest are dropped and counted (``queue_overflow``,
+category ``span``). The SDK's batcher itself is not used: it serialises on a second thread that
+wakes for every segment, which measured twice the CPU of a batch processor per span
+(``benchmarks/bench_spans.py``); here the export thread that encodes the spans sends them, and
+a bucket whose segment has not ended waits at most :data:`FLUSH_INTERVAL_S` (the SDK waits 5 s).
+Envelopes are the SDK's ``Envelope``/``Item`` classes, handed to the client's transport and
+Spotlight the way the SDK's own ``_capture_envelope`` does, so rate limits (category ``span``),
+retries and client reports stay the SDK's. Errors never wait behind spans: they are sent by the
+SDK's ``capture_event`` directly, not through this queue.
+
+On the application's thread ``on_start`` remembers the span's local root (one dict entry while
+the span is open) and ``on_end`` appends a tuple of references to a bounded deque; a daemon
+thread turns them into span JSON (scrubbed like every other payload) and hands them to the
+batcher.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import sentry_sdk
+from opentelemetry import context as context_api
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+from sentry_sdk._span_batcher import SpanBatcher
+from sentry_sdk.envelope import Envelope, Item, PayloadRef
+from sentry_sdk.utils import format_attribute, format_timestamp, serialize_attribute
+
+from widgettrace.exporters._scrub import Scrubber
+from widgettrace.exporters._sentry_convert import classify, dumps
+from widgettrace.instrumentation import semconv as sc
+from widgettrace.instrumentation._guard import internal_errors, logger
+
+__all__ = [
+    "FLUSH_INTERVAL_S",
+    "SPAN_CONTENT_TYPE",
+    "StreamSpanProcessor",
+    "span_envelope",
+    "typed",
+]
+
+SPAN_CONTENT_TYPE = SpanBatcher.CONTENT_TYPE
+#: Longest a span waits in the batcher when its segment has not ended (the SDK waits 5 s; a
+#: short deadline keeps spans of long traces and late children flowing, and bounds what a
+#: crash loses).
+FLUSH_INTERVAL_S = 1.0
+#: How often the export thread looks at its queue when nothing wakes it.
+TICK_S = 0.05
+#: Ended spans queued that wake the export thread before its tick.
+WAKE_AT_QUEUED = 256
+#: Longest the export thread waits for room in a full transport queue.
+BACKPRESSURE_WAIT_S = 2.0
+#: Open spans whose local root is remembered; beyond it a span's segment is left unnamed.
+MAX_OPEN = 100_000
+
+_SDK_NAME = "sentry.python.widgettrace"
+_PYTHON = {"value": "python", "type": "string"}
+#: Attributes this module sets per span (a user attribute of the same name wins).
+_DERIVED = frozenset(
+    {
+        "sentry.op",
+        "sentry.platform",
+        "sentry.segment.id",
+        "sentry.segment.name",
+        "sentry.segment.name.source",
+    }
+)
+
+
+def span_envelope(sent_at: str, dsc: dict[str, str], spans: list[bytes]) -> Envelope:
+    """``Envelope(headers, [Item(PayloadRef(bytes=...), type="span", ...)])``, built the way
+    those constructors build it without their copies and checks (they cost more than the
+    encoding of a small trace); ``tests/test_sentry_stream.py`` compares the two."""
+    item = Item.__new__(Item)
+    item.headers = {
+        "item_count": len(spans),
+        "type": SpanBatcher.TYPE,
+        "content_type": SPAN_CONTENT_TYPE,
+    }
+    item.payload = PayloadRef(bytes=b'{"version":2,"items":[' + b",".join(spans) + b"]}")
+    envelope = Envelope.__new__(Envelope)
+    envelope.headers = {"sent_at": sent_at, "trace": dsc}
+    envelope.items = [item]
+    return envelope
+
+
+class _Bucket:
+    """Encoded spans of one trace waiting for their envelope."""
+
+    __slots__ = ("first", "hex", "size", "spans", "transaction")
+
+    def __init__(self, first: float, trace_hex: str) -> None:
+        self.first = first
+        self.hex = trace_hex
+        #: (span JSON without its last two braces, segment id whose name it still needs or 0)
+        self.spans: list[tuple[bytes, int]] = []
+        self.size = 0
+        self.transaction: str | None = None
+
+
+_TYPES = {str: "string", bool: "boolean", int: "integer", float: "double"}
+
+
+def typed(value: Any) -> dict[str, Any]:
+    """An attribute value in the span v2 wire format, exactly as the SDK types it
+    (``sentry_sdk.utils.format_attribute`` then ``serialize_attribute``)."""
+    kind = _TYPES.get(type(value))
+    if kind is not None and (kind != "double" or math.isfinite(value)):
+        return {"value": value, "type": kind}
+    return serialize_attribute(format_attribute(value))  # type: ignore[return-value]
+
+
+# (context, parent context, name, kind, status code, attributes, start ns, end ns, links,
+#  segment span id or 0 when unknown)
+_Rec = tuple[Any, Any, str, SpanKind, StatusCode, Any, int, int, Any, Any]
+
+
+class StreamSpanProcessor(SpanProcessor):
+    """Streams every sampled span to Sentry as span v2 items (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        resource: Resource | None = None,
+        release: str | None = None,
+        environment: str | None = None,
+        send_default_pii: bool = False,
+        queue_size: int = 20_000,
+        get_client: Callable[[], Any] = sentry_sdk.get_client,
+        scrubber: Scrubber | None = None,
+        shutdown_timeout_s: float = 5.0,
+    ) -> None:
+        self._shutdown_timeout = shutdown_timeout_s
+        self._release = release
+        self._environment = environment
+        self._scrubber = scrubber if scrubber is not None else Scrubber(send_default_pii)
+        self._queue_size = queue_size
+        self._get_client = get_client
+        static: dict[str, Any] = {
+            "sentry.origin": "auto.otel",
+            "sentry.sdk.name": _SDK_NAME,
+            "sentry.sdk.version": sentry_sdk.VERSION,
+        }
+        res = dict(resource.attributes) if resource is not None else {}
+        for key in (sc.SERVICE_NAME, sc.SERVICE_VERSION):
+            if key in res:
+                static[key] = str(res[key])
+        if release:
+            static["sentry.release"] = release
+        if environment:
+            static["sentry.environment"] = environment
+        self._static = {key: typed(value) for key, value in static.items()}
+        # ``{"k":{...},...,`` : the attributes every span starts with, encoded once.
+        self._static_json = dumps(self._static)[:-1] + b","
+        self._setup()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def restart_in_child() -> None:
+                processor = ref()
+                if processor is not None and not processor._stopped:
+                    processor._setup()
+
+            os.register_at_fork(after_in_child=restart_in_child)
+
+    def _setup(self) -> None:
+        self._queue: deque[_Rec] = deque()
+        self._roots: dict[int, Any] = {}
+        self._dropped = 0
+        self._drop_lock = threading.Lock()
+        self._warned = False
+        self._wake = threading.Event()
+        self._stopped = False
+        self._flush_requests: list[threading.Event] = []
+        self._requests_lock = threading.Lock()
+        # Encoded spans per trace, oldest first (dicts keep insertion order).
+        self._buckets: dict[int, _Bucket] = {}
+        self._ready: set[int] = set()
+        self._lost_full = 0
+        #: segment span id -> its name, for children sent with or after it
+        self._root_names: dict[int, str] = {}
+        self._dsc_for: Any = None
+        self._dsc_base: dict[str, str] = {}
+        self._shapes: dict[tuple[str, ...], bool] = {}
+        self._checks_for: Any = None
+        self._checks: list[Callable[[], bool]] = []
+        self._thread = threading.Thread(
+            target=self._run, name="widgettrace-sentry-stream", daemon=True
+        )
+        self._thread.start()
+
+    # --- application thread ------------------------------------------------------------------
+
+    def on_start(self, span: Any, parent_context: context_api.Context | None = None) -> None:
+        """Remember the span's segment (its local root) while it is open, by span id."""
+        try:
+            # The SDK span's parent SpanContext (a tuple: [1] span id, [2] is_remote) is set
+            # before on_start: no context lookup, no property calls on the application's thread.
+            parent = span._parent
+            if parent is None or parent[2]:
+                return  # a segment itself
+            roots = self._roots
+            if len(roots) < MAX_OPEN:
+                pid = parent[1]
+                roots[span._context[1]] = roots.get(pid, pid)
+        except Exception:
+            with internal_errors("stream.on_start"):
+                raise
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the span's fields (O(1)); count it if the queue is full."""
+        try:
+            ctx: Any = span._context
+            root = self._roots.pop(ctx[1], 0) if self._roots else 0
+            if not ctx[3] & 1 or self._stopped:
+                return
+            queued = len(self._queue)
+            if queued >= self._queue_size:
+                with self._drop_lock:
+                    self._dropped += 1
+                return
+            record: _Rec = (
+                ctx,
+                span._parent,
+                span._name,
+                span._kind,
+                span._status._status_code,
+                span._attributes,
+                span._start_time or 0,
+                span._end_time or 0,
+                span._links,
+                root,
+            )
+        except Exception:
+            with internal_errors("stream.on_end"):
+                raise
+            return
+        self._queue.append(record)
+        if queued == WAKE_AT_QUEUED:
+            self._wake.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Convert what is queued, send every bucket, then flush the SDK transport."""
+        return self._flush(timeout_millis / 1000)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`shutdown` ran (the exit handler asks)."""
+        return self._stopped
+
+    def shutdown(self) -> None:
+        """Send everything queued, stop the thread."""
+        self.shutdown_within(self._shutdown_timeout)
+
+    def shutdown_within(self, timeout: float) -> None:
+        """:meth:`shutdown`, giving up after ``timeout`` seconds."""
+        if self._stopped:
+            return
+        deadline = time.monotonic() + timeout
+        self._flush(timeout)
+        self._stopped = True
+        self._wake.set()
+        self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
+
+    def _flush(self, timeout: float) -> bool:
+        if not self._thread.is_alive():
+            return False
+        deadline = time.monotonic() + timeout
+        done = threading.Event()
+        with self._requests_lock:
+            self._flush_requests.append(done)
+        self._wake.set()
+        if not done.wait(timeout):
+            return False
+        with internal_errors("stream.flush_transport"):
+            client = self._get_client()
+            remaining = deadline - time.monotonic()
+            if client.transport is not None and remaining > 0:
+                client.transport.flush(remaining)
+        return time.monotonic() < deadline
+
+    # --- export thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        # HTTP requests made from this thread (Spotlight) must not become spans themselves.
+        context_api.attach(context_api.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        while True:
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+            with self._requests_lock:
+                requests, self._flush_requests = self._flush_requests, []
+            with internal_errors("stream.export"):
+                self._drain()
+                self._send(flush_all=bool(requests) or self._stopped)
+                self._report_dropped()
+            for done in requests:
+                done.set()
+            if self._stopped:
+                return
+
+    def _drain(self) -> None:
+        queue = self._queue
+        if not queue:
+            return
+        client = self._get_client()
+        if client is not self._dsc_for:
+            self._dsc_for = client
+            self._dsc_base = self._dsc_base_for(client)
+        now = time.monotonic()
+        buckets = self._buckets
+        ready = self._ready
+        popleft = queue.popleft
+        while queue:
+            rec = popleft()
+            tid = rec[0][0]
+            bucket = buckets.get(tid)
+            if bucket is None:
+                bucket = buckets[tid] = _Bucket(now, format(tid, "032x"))
+            elif len(bucket.spans) >= SpanBatcher.MAX_BEFORE_DROP:
+                self._lost_full += 1  # the SDK's limit per trace waiting
+                continue
+            try:
+                body, segment_name, needs = self._encode(rec, bucket.hex)
+            except Exception as exc:
+                with internal_errors("stream.build_span"):
+                    raise exc
+                continue
+            bucket.spans.append((body, needs))
+            bucket.size += len(body)
+            if segment_name is not None:
+                bucket.transaction = segment_name
+                ready.add(tid)
+            elif (
+                len(bucket.spans) >= SpanBatcher.MAX_BEFORE_FLUSH
+                or bucket.size >= SpanBatcher.MAX_BYTES_BEFORE_FLUSH
+            ):
+                ready.add(tid)
+
+    def _send(self, *, flush_all: bool) -> None:
+        """Envelopes for the buckets whose segment ended, that are full, or waited too long."""
+        buckets = self._buckets
+        if not buckets:
+            return
+        if flush_all:
+            due = list(buckets)
+        else:
+            due = list(self._ready)
+            limit = time.monotonic() - FLUSH_INTERVAL_S
+            for tid, bucket in buckets.items():  # oldest first
+                if bucket.first > limit:
+                    break
+                due.append(tid)
+        self._ready.clear()
+        if not due:
+            return
+        sent_at = format_timestamp(datetime.now(timezone.utc))
+        for tid in due:
+            if tid not in buckets:
+                continue
+            bucket = buckets.pop(tid)
+            dsc = dict(self._dsc_base)
+            dsc["trace_id"] = bucket.hex
+            if bucket.transaction is not None:
+                dsc["transaction"] = bucket.transaction
+            spans = self._close(bucket)
+            step = SpanBatcher.MAX_ENVELOPE_SIZE
+            for start in range(0, len(spans), step):
+                chunk = spans[start : start + step]
+                item = Item(
+                    payload=PayloadRef(bytes=b'{"version":2,"items":[' + b",".join(chunk) + b"]}"),
+                    type=SpanBatcher.TYPE,
+                    content_type=SPAN_CONTENT_TYPE,
+                    headers={"item_count": len(chunk)},
+                )
+                envelope = Envelope(headers={"sent_at": sent_at, "trace": dsc}, items=[item])
+                try:
+                    self._capture(envelope)
+                except Exception as exc:
+                    with internal_errors("stream.send"):
+                        raise exc
+
+    def _close(self, bucket: _Bucket) -> list[bytes]:
+        """The bucket's spans as finished JSON, segment names filled in where known: a child
+        usually ends before its segment, whose final name is known only when it ends."""
+        names = self._root_names
+        out = []
+        for body, needs in bucket.spans:
+            name = names.get(needs) if needs else None
+            if name is None:
+                out.append(body + b"}}")
+            else:
+                out.append(body + b',"sentry.segment.name":' + dumps(typed(name)) + b"}}")
+        return out
+
+    def _encode(self, rec: _Rec, trace_hex: str) -> tuple[bytes, str | None, int]:
+        """One span as span v2 JSON without its last two braces, its segment name when it is a
+        segment, and the segment id whose name it still needs (0: none)."""
+        ctx, parent, name, kind, code, attrs, start, end, links, segment = rec
+        sid = ctx[1]
+        is_segment = parent is None or parent[2]
+        attributes = getattr(attrs, "_dict", attrs) or {}
+        keys = tuple(attributes)
+        op, description, _status, segment_name, source = classify(
+            name, kind, code, attributes, keys
+        )
+        extra: dict[str, Any] = {"sentry.op": typed(op)}
+        needs = 0
+        if is_segment:
+            extra["sentry.platform"] = _PYTHON
+            extra["sentry.segment.id"] = typed(format(sid, "016x"))
+            extra["sentry.segment.name"] = typed(segment_name)
+            extra["sentry.segment.name.source"] = typed(source)
+            display = segment_name
+            names = self._root_names
+            if len(names) >= MAX_OPEN:
+                names.clear()
+            names[sid] = segment_name
+        else:
+            display = description
+            # Unknown (its parent started before this processor was added): the parent.
+            needs = segment or parent[1]
+            extra["sentry.segment.id"] = typed(format(needs, "016x"))
+        if attributes:
+            user = self._typed_attributes(attributes, keys)
+            clash = self._shapes.get(keys)
+            if clash is None:
+                clash = any(k in self._static or k in _DERIVED for k in keys)
+                if len(self._shapes) < 4096:
+                    self._shapes[keys] = clash
+            if clash:  # the user's value wins, as in the SDK (its attributes are set last)
+                attributes_json = dumps({**self._static, **extra, **user})[:-1]
+            else:
+                attributes_json = self._static_json + dumps(user)[1:-1] + b"," + dumps(extra)[1:-1]
+        else:
+            attributes_json = self._static_json + dumps(extra)[1:-1]
+        parts = [
+            b'{"trace_id":"%b","span_id":"%016x","name":%b,"status":"%b","is_segment":%b,'
+            b'"start_timestamp":%d.%09d,"end_timestamp":%d.%09d'
+            % (
+                trace_hex.encode(),
+                sid,
+                dumps(display),
+                b"error" if code is StatusCode.ERROR else b"ok",
+                b"true" if is_segment else b"false",
+                start // 1_000_000_000,
+                start % 1_000_000_000,
+                end // 1_000_000_000,
+                end % 1_000_000_000,
+            )
+        ]
+        if parent is not None:
+            parts.append(b',"parent_span_id":"%016x"' % parent[1])
+        if links:
+            parts.append(b',"links":' + dumps([self._link(link) for link in links]))
+        parts.append(b',"attributes":' + attributes_json)
+        return b"".join(parts), segment_name if is_segment else None, needs
+
+    def _typed_attributes(
+        self, attributes: Mapping[str, Any], keys: tuple[str, ...]
+    ) -> dict[str, dict[str, Any]]:
+        """Scrubbed attributes (the scrubber's ``data``) in the wire's typed form."""
+        out: dict[str, dict[str, Any]] = {}
+        types = _TYPES
+        for key, value in self._scrubber.data(attributes).items():
+            kind = types.get(type(value))
+            if kind is None or (kind == "double" and not math.isfinite(value)):
+                out[key] = typed(value)  # sequences, non-finite numbers: the SDK's handling
+            else:
+                out[key] = {"value": value, "type": kind}
+        return out
+
+    def _link(self, link: Any) -> dict[str, Any]:
+        lctx = link.context
+        out: dict[str, Any] = {
+            "trace_id": format(lctx.trace_id, "032x"),
+            "span_id": format(lctx.span_id, "016x"),
+            "sampled": bool(lctx.trace_flags & 1),
+        }
+        if link.attributes:
+            out["attributes"] = {
+                k: typed(v) for k, v in self._scrubber.data(link.attributes).items()
+            }
+        return out
+
+    def _dsc_base_for(self, client: Any) -> dict[str, str]:
+        dsn = getattr(client, "parsed_dsn", None)
+        dsc: dict[str, str] = {"sampled": "true"}
+        if dsn is not None:
+            dsc["public_key"] = dsn.public_key
+        if self._release:
+            dsc["release"] = self._release
+        if self._environment:
+            dsc["environment"] = self._environment
+        return dsc
+
+    # --- sending (the SDK client's own path) -------------------------------------------------
+
+    def _capture(self, envelope: Envelope) -> None:
+        client = self._get_client()
+        spotlight = getattr(client, "spotlight", None)
+        if spotlight is not None:
+            with internal_errors("stream.spotlight"):
+                spotlight.capture_envelope(envelope)
+        transport = client.transport
+        if transport is not None:
+            self._wait_for_room(transport)
+            transport.capture_envelope(envelope)
+
+    def _wait_for_room(self, transport: Any) -> None:
+        """A full transport queue makes this thread wait (up to BACKPRESSURE_WAIT_S), so a
+        burst backs up into the span queue, where an overflow is counted, instead of the SDK
+        dropping whole envelopes."""
+        if transport is not self._checks_for:
+            self._checks_for = transport
+            self._checks = []
+            for holder in (transport, getattr(transport, "inner", None)):
+                check = getattr(holder, "queue_full", None) if holder is not None else None
+                if check is None and holder is not None:
+                    check = getattr(getattr(holder, "_worker", None), "full", None)
+                if callable(check):
+                    self._checks.append(check)
+        checks = self._checks
+        if not any(full() for full in checks):
+            return
+        deadline = time.monotonic() + BACKPRESSURE_WAIT_S
+        while any(full() for full in checks):
+            if time.monotonic() >= deadline or self._stopped:
+                return  # the SDK drops and counts it (client report queue_overflow)
+            time.sleep(0.002)
+
+    def _record_lost_kw(self, **kwargs: Any) -> None:
+        with internal_errors("stream.record_lost"):
+            transport = self._get_client().transport
+            if transport is not None:
+                transport.record_lost_event(**kwargs)
+
+    def _report_dropped(self) -> None:
+        if self._lost_full:
+            full, self._lost_full = self._lost_full, 0
+            self._record_lost_kw(reason="queue_overflow", data_category="span", quantity=full)
+        if not self._dropped:
+            return
+        with self._drop_lock:
+            dropped, self._dropped = self._dropped, 0
+        self._record_lost_kw(reason="queue_overflow", data_category="span", quantity=dropped)
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "widgettrace: the span stream queue (WIDGETTRACE_QUEUE_SIZE) was full; %d spans "
+                "dropped (counted in Sentry client reports as queue_overflow)",
+                dropped,
+            )
