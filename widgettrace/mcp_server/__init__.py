@@ -35,7 +35,7 @@ def _trace_self(served: Path, trace_log: str) -> str | None:
     import os
 
     from widgettrace.instrumentation import configurator
-    from widgettrace.instrumentation._config import get_settings
+    from widgettrace.instrumentation._config import get_settings, reset_settings
 
     if configurator.is_configured():
         current = get_settings().log_path
@@ -51,6 +51,10 @@ def _trace_self(served: Path, trace_log: str) -> str | None:
     for name in ("WIDGETTRACE_LOG_PATH", "OTEL_WIDGETTRACE_LOG_PATH"):
         os.environ[name] = trace_log
     os.environ.setdefault("OTEL_SERVICE_NAME", "widgettrace-mcp")
+    # The settings may have been read already (the CLI reads them): read them again, with ours.
+    reset_settings()
+    if get_settings().log_path is not None and _same_file(str(get_settings().log_path), served):
+        return "internal error: the server's own telemetry would go to the served log"
     if configurator.configure():
         from widgettrace.instrumentation.mcp import McpInstrumentor
 
@@ -98,7 +102,18 @@ def serve(
         pass
     finally:
         backend.close()
+        _flush_own_telemetry()
     return 0
+
+
+def _flush_own_telemetry() -> None:
+    """Deliver this server's own spans now: a stdio client ends the process soon after it closes
+    the pipe, before exit handlers may get to run."""
+    from opentelemetry import trace
+
+    shutdown = getattr(trace.get_tracer_provider(), "shutdown", None)
+    if callable(shutdown):
+        shutdown()
 
 
 def _cmd_mcp(args: argparse.Namespace, out: TextIO) -> int:
