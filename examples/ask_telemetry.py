@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 
 def _show(name: str, args: dict[str, Any], answer: Any, width: int = 900) -> None:
@@ -49,7 +50,8 @@ def _tree(nodes: list[dict[str, Any]], depth: int = 0) -> list[str]:
 async def main(log: str) -> None:
     command = shutil.which("widgettrace") or "widgettrace"
     params = StdioServerParameters(command=command, args=["mcp", "--log", log])
-    async with Client(params) as client:
+    # stdio_client(params), not Client(params): the latter needs mcp >= 2.1 (we support 2.0).
+    async with Client(stdio_client(params)) as client:
         tools = await client.list_tools()
         print("tools:", ", ".join(t.name for t in tools.tools), "\n")
 

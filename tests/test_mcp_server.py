@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from receivers.example import DESIGNED_ERRORS, clean_env, run_example
@@ -53,6 +54,10 @@ def _digest(path: Path) -> tuple[str, int]:
 
 
 def _run(client_target: Any, body: Callable[[Client], Awaitable[None]]) -> None:
+    if isinstance(client_target, StdioServerParameters):
+        # stdio_client(params), not Client(params): the latter needs mcp >= 2.1 (we support 2.0).
+        client_target = stdio_client(client_target)
+
     async def main() -> None:
         async with Client(client_target) as client:
             await body(client)

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from widgettrace.exporters._delivery import MAX_CONNECTIONS
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from bench_reliability import run_mode
@@ -70,11 +72,13 @@ def test_a_failing_sentry_costs_the_app_nothing_and_every_drop_is_counted(
     assert res["log_errors"] == res["raised"], res
     # Nothing lost silently: each transaction reached the receiver or a client report says so.
     # Two kinds of slack, both the protocol's: an envelope answered 429 is counted by Sentry
-    # itself, so the SDK reports it to nobody; and a receiver that goes down while answering
-    # may have stored an envelope whose answer never arrived (counted lost by the sender too).
+    # itself, so the SDK reports it to nobody; and an envelope still in flight when the
+    # receiver goes away or the shutdown deadline passes may have been stored although its
+    # answer never arrived: the sender counts it lost (it cannot know), at most one per
+    # connection. Seen at the lowest versions: 32 over in `slow`, 3 in `refusing`.
     answered_429 = res["receiver_requests"] - sum(res["received"].values())
     under = answered_429 if mode == "429" else 0
-    over = 2 if mode == "refusing" else 0
+    over = MAX_CONNECTIONS if mode in ("slow", "stall", "refusing") else 0
     received = res["received"].get("transaction", 0)
     dropped = sum(n for key, n in res["client_reports"].items() if key.endswith("/transaction"))
     assert -over <= res["served"] - (received + dropped) <= under, res
