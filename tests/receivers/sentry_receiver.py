@@ -376,6 +376,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5; a sender opening 32 connections at once on a
+    # loaded machine would see SYN retries a real ingest endpoint never causes.
+    request_queue_size = 128
     # restart() rebinds the port it had while its old connections may be in TIME_WAIT (on Linux
     # SO_REUSEADDR never lets two servers listen on one port).
     allow_reuse_address = True
