@@ -9,11 +9,14 @@ Pipelines (one ``TracerProvider`` each, all measured interleaved in the same run
 * ``noop``: the OpenTelemetry API's no-op tracer;
 * ``sdk``: the SDK with no span processor (the bare cost of a recording span);
 * ``sdk_batch``: the SDK with a ``BatchSpanProcessor`` and an exporter that drops (the baseline
-  of the goal: ours <= 1.3x);
+  of the goals: transactions <= 1.3x, streaming <= 1.1x);
+* ``sdk_batch_otlp``: the same with an exporter that encodes each batch as OTLP protobuf (what
+  the OTLP exporter does before its POST) and drops the bytes: a batch pipeline that builds its
+  wire format, as both Sentry pipelines below do;
 * ``sentry_sdk``: sentry-sdk 2.x's own ``SentrySpanProcessor`` (``instrumenter="otel"``);
 * ``widgettrace``: our ``WidgetTraceSpanProcessor`` (transactions);
 * ``widgettrace_stream``: our ``StreamSpanProcessor`` (``WIDGETTRACE_SENTRY_SPANS=stream``: span
-  v2 items through the SDK's span batcher; goal: <= 1.1x ``sdk_batch``).
+  v2 items in the SDK's envelopes; goal: <= 1.1x ``sdk_batch``).
 
 Both Sentry pipelines send to a transport that drops each envelope (the counterpart of the
 dropping exporter), so what is measured is the processors, not a network. Each still pays for
@@ -21,9 +24,14 @@ what it does itself: sentry-sdk's processor its event preparation (``serialize``
 encoding of the transaction on its export thread.
 
 Workloads: ``root`` (one root span per call) and ``tree`` (a root and 9 children per call,
-reported per span). ``child`` is derived: (tree cost - root cost) / 9. Time is process CPU time
-(``time.process_time``, every thread), with ``provider.force_flush()`` inside the timed region,
-so background export threads are charged to their pipeline.
+reported per span). ``child`` is derived: (tree cost - root cost) / 9. Two clocks per sample:
+
+* process CPU time (``time.process_time``, every thread), with ``provider.force_flush()`` inside
+  the timed region, so background export threads are charged to their pipeline (case names
+  ``<pipeline>/<workload>``): what a saturated one-core server pays in all;
+* the application thread's own CPU time (``time.thread_time``, ``force_flush`` excluded; cases
+  ``<pipeline>/<workload>.app``): what ending spans adds to the request that ends them, the
+  cost the batch processor's design keeps small by leaving everything else to its thread.
 
 Each pipeline runs in its own worker process, and the driver asks them for one sample at a time
 in A B C D E A B C D E ... order (the others wait, blocked on a pipe): interleaved as before, but
@@ -109,6 +117,16 @@ class _DropExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+class _EncodeExporter(SpanExporter):
+    """Encodes each batch as the OTLP exporter does (protobuf bytes), then drops them."""
+
+    def export(self, spans: Any) -> SpanExportResult:
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        encode_spans(spans).SerializePartialToString()
+        return SpanExportResult.SUCCESS
+
+
 def _workloads(tracer: trace.Tracer) -> tuple[Callable[[], None], Callable[[], None]]:
     def root() -> None:
         with tracer.start_as_current_span(
@@ -127,7 +145,15 @@ def _workloads(tracer: trace.Tracer) -> tuple[Callable[[], None], Callable[[], N
     return root, tree
 
 
-PIPELINES = ("noop", "sdk", "sdk_batch", "sentry_sdk", "widgettrace", "widgettrace_stream")
+PIPELINES = (
+    "noop",
+    "sdk",
+    "sdk_batch",
+    "sdk_batch_otlp",
+    "sentry_sdk",
+    "widgettrace",
+    "widgettrace_stream",
+)
 DSN = "http://public@127.0.0.1:9/1"
 
 
@@ -138,6 +164,8 @@ def _pipeline(name: str) -> tuple[TracerProvider | None, _DropTransport | None]:
     provider = TracerProvider()
     if name == "sdk_batch":
         provider.add_span_processor(BatchSpanProcessor(_DropExporter()))
+    if name == "sdk_batch_otlp":
+        provider.add_span_processor(BatchSpanProcessor(_EncodeExporter()))
     if name in ("sentry_sdk", "widgettrace", "widgettrace_stream"):
         # The transport must know the DSN: sentry-sdk's processor does nothing without one.
         transport = _DropTransport({"dsn": DSN})
@@ -164,7 +192,8 @@ def _pipeline(name: str) -> tuple[TracerProvider | None, _DropTransport | None]:
 
 
 def worker(name: str, cpu: int | None = None) -> None:
-    """Serve samples of one pipeline: read ``<workload> <number>``, answer CPU seconds per call."""
+    """Serve samples of one pipeline: read ``<workload> <number>``, answer CPU seconds per call
+    (``s``: the process, ``app``: this thread without the flush)."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})  # its export threads too (they inherit it)
     provider, transport = _pipeline(name)
@@ -182,11 +211,13 @@ def worker(name: str, cpu: int | None = None) -> None:
         n = int(number)
         gc.collect()
         start = time.process_time()
+        app_start = time.thread_time()
         for _ in range(n):
             fn()
+        app = time.thread_time() - app_start
         if provider is not None:
             provider.force_flush()
-        print(json.dumps({"s": (time.process_time() - start) / n}), flush=True)
+        print(json.dumps({"s": (time.process_time() - start) / n, "app": app / n}), flush=True)
     if transport is not None:
         print(json.dumps({"envelopes": transport.count}), flush=True)
 
@@ -206,11 +237,13 @@ class _Worker:
         assert self.proc.stdout is not None
         return self.proc.stdout.readline().strip()
 
-    def sample(self, workload: str, number: int) -> float:
+    def sample(self, workload: str, number: int) -> tuple[float, float]:
+        """(process CPU, application thread CPU) seconds per call."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(f"{workload} {number}\n")
         self.proc.stdin.flush()
-        return float(json.loads(self._read())["s"])
+        answer = json.loads(self._read())
+        return float(answer["s"]), float(answer["app"])
 
     def close(self) -> int:
         assert self.proc.stdin is not None
@@ -218,6 +251,44 @@ class _Worker:
         tail = self._read()
         self.proc.wait(timeout=30)
         return int(json.loads(tail)["envelopes"]) if tail else 0
+
+
+def _rows(stats: dict[str, Any], clock: str, rounds: int) -> list[dict[str, Any]]:
+    """Per-span rows of one clock (``""``: process, ``".app"``: application thread): root and
+    tree against ``sdk_batch``, and child derived from them."""
+    per_span = {}
+    for name in PIPELINES:
+        per_span[f"{name}/root{clock}"] = stats[f"{name}/root{clock}"]
+        per_span[f"{name}/tree{clock}"] = stats[f"{name}/tree{clock}"].scaled(1 / (CHILDREN + 1))
+    rows = []
+    for workload in ("root", "tree"):
+        subset = {k: v for k, v in per_span.items() if k.endswith(f"/{workload}{clock}")}
+        rows += ratio_rows(
+            subset, unit="us/span", baseline=f"sdk_batch/{workload}{clock}", scale=1e6
+        )
+
+    # child = (tree - root) / CHILDREN, from medians (min/max are not meaningful differences).
+    def child_of(name: str) -> float:
+        tree = stats[f"{name}/tree{clock}"].median
+        return float(tree - stats[f"{name}/root{clock}"].median) / CHILDREN
+
+    base_child = child_of("sdk_batch")
+    for name in PIPELINES:
+        child = child_of(name)
+        rows.append(
+            {
+                "case": f"{name}/child{clock}",
+                "unit": "us/span",
+                "median": child * 1e6,
+                "min": None,
+                "max": None,
+                "baseline": f"sdk_batch/child{clock}",
+                "ratio": child / base_child if base_child else None,
+                "n": rounds,
+                "derived": "(tree - root) / 9 from medians",
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -229,7 +300,9 @@ def main() -> None:
     pins = None if args.spread else pin_cpus()
     if pins is not None:
         os.sched_setaffinity(0, {pins[0]})
-    samples: dict[str, list[float]] = {f"{n}/{w}": [] for n in PIPELINES for w in ("root", "tree")}
+    samples: dict[str, list[float]] = {
+        f"{n}/{w}{clock}": [] for n in PIPELINES for w in ("root", "tree") for clock in ("", ".app")
+    }
     envelopes = 0
     for _ in range(generations):
         # Fresh processes per generation: one process's memory layout can make everything in it
@@ -239,42 +312,18 @@ def main() -> None:
             for round_no in range(rounds + 1):  # round 0 warms up
                 for workload in ("root", "tree"):
                     for name, w in workers.items():
-                        value = w.sample(workload, number)
+                        value, app = w.sample(workload, number)
                         if round_no:
                             samples[f"{name}/{workload}"].append(value)
+                            samples[f"{name}/{workload}.app"].append(app)
         finally:
             for w in workers.values():
                 envelopes += w.close()
     rounds *= generations
     stats = {case: stats_of(values) for case, values in samples.items()}
-    providers = PIPELINES
-    per_span = {}
-    for name in providers:
-        root_s = stats[f"{name}/root"]
-        tree_s = stats[f"{name}/tree"]
-        per_span[f"{name}/root"] = root_s
-        per_span[f"{name}/tree"] = tree_s.scaled(1 / (CHILDREN + 1))
     rows = []
-    for workload in ("root", "tree"):
-        subset = {k: v for k, v in per_span.items() if k.endswith("/" + workload)}
-        rows += ratio_rows(subset, unit="us/span", baseline=f"sdk_batch/{workload}", scale=1e6)
-    # child = (tree - root) / CHILDREN, from medians (min/max are not meaningful differences).
-    base_child = (stats["sdk_batch/tree"].median - stats["sdk_batch/root"].median) / CHILDREN
-    for name in providers:
-        child = (stats[f"{name}/tree"].median - stats[f"{name}/root"].median) / CHILDREN
-        rows.append(
-            {
-                "case": f"{name}/child",
-                "unit": "us/span",
-                "median": child * 1e6,
-                "min": None,
-                "max": None,
-                "baseline": "sdk_batch/child",
-                "ratio": child / base_child if base_child else None,
-                "n": rounds,
-                "derived": "(tree - root) / 9 from medians",
-            }
-        )
+    for clock in ("", ".app"):
+        rows += _rows(stats, clock, rounds)
     for row in rows:
         row["cpus"] = (
             f"workers pinned to CPU {pins[1]}, driver to CPU {pins[0]}" if pins else "not pinned"

@@ -46,12 +46,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 import sentry_sdk
 from opentelemetry import context as context_api
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 from sentry_sdk._span_batcher import SpanBatcher
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.utils import format_attribute, format_timestamp, serialize_attribute
@@ -84,7 +85,8 @@ BACKPRESSURE_WAIT_S = 2.0
 MAX_OPEN = 100_000
 
 _SDK_NAME = "sentry.python.widgettrace"
-_PYTHON = {"value": "python", "type": "string"}
+_PLATFORM_JSON = b'"sentry.platform":{"value":"python","type":"string"}'
+_SEGMENT_ID = b'"sentry.segment.id":{"value":"%016x","type":"string"}'
 #: Attributes this module sets per span (a user attribute of the same name wins).
 _DERIVED = frozenset(
     {
@@ -117,11 +119,12 @@ def span_envelope(sent_at: str, dsc: dict[str, str], spans: list[bytes]) -> Enve
 class _Bucket:
     """Encoded spans of one trace waiting for their envelope."""
 
-    __slots__ = ("first", "hex", "size", "spans", "transaction")
+    __slots__ = ("first", "hex", "hex_bytes", "size", "spans", "transaction")
 
     def __init__(self, first: float, trace_hex: str) -> None:
         self.first = first
         self.hex = trace_hex
+        self.hex_bytes = trace_hex.encode()
         #: (span JSON without its last two braces, segment id whose name it still needs or 0)
         self.spans: list[tuple[bytes, int]] = []
         self.size = 0
@@ -140,9 +143,11 @@ def typed(value: Any) -> dict[str, Any]:
     return serialize_attribute(format_attribute(value))  # type: ignore[return-value]
 
 
-# (context, parent context, name, kind, status code, attributes, start ns, end ns, links,
-#  segment span id or 0 when unknown)
-_Rec = tuple[Any, Any, str, SpanKind, StatusCode, Any, int, int, Any, Any]
+# (the ended span, its segment's span id or 0 when unknown): what the batch processor keeps
+# (the span), plus the one thing only the application's thread knows (its local root).
+_Rec = tuple[Any, int]
+#: Encoded attribute fragments remembered (see ``_attributes_json``); past it, start over.
+_FRAGMENTS_MAX = 8192
 
 
 class StreamSpanProcessor(SpanProcessor):
@@ -180,8 +185,8 @@ class StreamSpanProcessor(SpanProcessor):
         if environment:
             static["sentry.environment"] = environment
         self._static = {key: typed(value) for key, value in static.items()}
-        # ``{"k":{...},...,`` : the attributes every span starts with, encoded once.
-        self._static_json = dumps(self._static)[:-1] + b","
+        # ``"k":{...},...`` : the attributes every span starts with, encoded once.
+        self._static_inner = dumps(self._static)[1:-1]
         self._setup()
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
@@ -207,11 +212,16 @@ class StreamSpanProcessor(SpanProcessor):
         self._buckets: dict[int, _Bucket] = {}
         self._ready: set[int] = set()
         self._lost_full = 0
-        #: segment span id -> its name, for children sent with or after it
-        self._root_names: dict[int, str] = {}
+        #: segment span id -> ``,"sentry.segment.name":...`` for children sent with or after it
+        self._root_names: dict[int, bytes] = {}
         self._dsc_for: Any = None
         self._dsc_base: dict[str, str] = {}
         self._shapes: dict[tuple[str, ...], bool] = {}
+        # Encoded JSON remembered by the export thread (see _encode).
+        self._fragments: dict[tuple[Any, ...], bytes] = {}
+        self._ops: dict[str, bytes] = {}
+        self._names_json: dict[str, bytes] = {}
+        self._segments_json: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self._checks_for: Any = None
         self._checks: list[Callable[[], bool]] = []
         self._thread = threading.Thread(
@@ -238,36 +248,25 @@ class StreamSpanProcessor(SpanProcessor):
                 raise
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Queue the span's fields (O(1)); count it if the queue is full."""
+        """Queue the span (O(1), as the SDK's batch processor does); count it if the queue is
+        full. Everything else (reading its fields, encoding, scrubbing) is the export thread's."""
         try:
             ctx: Any = span._context
             root = self._roots.pop(ctx[1], 0) if self._roots else 0
             if not ctx[3] & 1 or self._stopped:
                 return
-            queued = len(self._queue)
+            queue = self._queue
+            queued = len(queue)
             if queued >= self._queue_size:
                 with self._drop_lock:
                     self._dropped += 1
                 return
-            record: _Rec = (
-                ctx,
-                span._parent,
-                span._name,
-                span._kind,
-                span._status._status_code,
-                span._attributes,
-                span._start_time or 0,
-                span._end_time or 0,
-                span._links,
-                root,
-            )
+            queue.append((span, root))
+            if queued == WAKE_AT_QUEUED:
+                self._wake.set()
         except Exception:
             with internal_errors("stream.on_end"):
                 raise
-            return
-        self._queue.append(record)
-        if queued == WAKE_AT_QUEUED:
-            self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Convert what is queued, send every bucket, then flush the SDK transport."""
@@ -342,7 +341,7 @@ class StreamSpanProcessor(SpanProcessor):
         popleft = queue.popleft
         while queue:
             rec = popleft()
-            tid = rec[0][0]
+            tid = rec[0]._context[0]
             bucket = buckets.get(tid)
             if bucket is None:
                 bucket = buckets[tid] = _Bucket(now, format(tid, "032x"))
@@ -350,7 +349,7 @@ class StreamSpanProcessor(SpanProcessor):
                 self._lost_full += 1  # the SDK's limit per trace waiting
                 continue
             try:
-                body, segment_name, needs = self._encode(rec, bucket.hex)
+                body, segment_name, needs = self._encode(rec, bucket.hex_bytes)
             except Exception as exc:
                 with internal_errors("stream.build_span"):
                     raise exc
@@ -395,14 +394,7 @@ class StreamSpanProcessor(SpanProcessor):
             spans = self._close(bucket)
             step = SpanBatcher.MAX_ENVELOPE_SIZE
             for start in range(0, len(spans), step):
-                chunk = spans[start : start + step]
-                item = Item(
-                    payload=PayloadRef(bytes=b'{"version":2,"items":[' + b",".join(chunk) + b"]}"),
-                    type=SpanBatcher.TYPE,
-                    content_type=SPAN_CONTENT_TYPE,
-                    headers={"item_count": len(chunk)},
-                )
-                envelope = Envelope(headers={"sent_at": sent_at, "trace": dsc}, items=[item])
+                envelope = span_envelope(sent_at, dsc, spans[start : start + step])
                 try:
                     self._capture(envelope)
                 except Exception as exc:
@@ -415,17 +407,28 @@ class StreamSpanProcessor(SpanProcessor):
         names = self._root_names
         out = []
         for body, needs in bucket.spans:
-            name = names.get(needs) if needs else None
-            if name is None:
-                out.append(body + b"}}")
-            else:
-                out.append(body + b',"sentry.segment.name":' + dumps(typed(name)) + b"}}")
+            fragment = names.get(needs) if needs else None
+            out.append(body + b"}}" if fragment is None else body + fragment + b"}}")
         return out
 
-    def _encode(self, rec: _Rec, trace_hex: str) -> tuple[bytes, str | None, int]:
+    def _encode(self, rec: _Rec, trace_hex: bytes) -> tuple[bytes, str | None, int]:
         """One span as span v2 JSON without its last two braces, its segment name when it is a
-        segment, and the segment id whose name it still needs (0: none)."""
-        ctx, parent, name, kind, code, attrs, start, end, links, segment = rec
+        segment, and the segment id whose name it still needs (0: none).
+
+        The attributes are spliced from encoded fragments: the static ones once per processor,
+        Sentry's derived ones per op and segment name, the user's per (key, value) through a
+        bounded memo (:meth:`_attributes_json`), so a span of a known route, host or widget
+        operation costs lookups rather than scrubbing, typing and encoding."""
+        span, segment = rec
+        ctx = span._context
+        parent = span._parent
+        name = span._name
+        kind = span._kind
+        code = span._status._status_code
+        attrs = span._attributes
+        links = span._links
+        start = span._start_time or 0
+        end = span._end_time or 0
         sid = ctx[1]
         is_segment = parent is None or parent[2]
         attributes = getattr(attrs, "_dict", attrs) or {}
@@ -433,43 +436,52 @@ class StreamSpanProcessor(SpanProcessor):
         op, description, _status, segment_name, source = classify(
             name, kind, code, attributes, keys
         )
-        extra: dict[str, Any] = {"sentry.op": typed(op)}
         needs = 0
+        text = self._scrubber.text_cached  # names and descriptions are free text
         if is_segment:
-            extra["sentry.platform"] = _PYTHON
-            extra["sentry.segment.id"] = typed(format(sid, "016x"))
-            extra["sentry.segment.name"] = typed(segment_name)
-            extra["sentry.segment.name.source"] = typed(source)
+            segment_name = text(segment_name)
             display = segment_name
+            segment_json = self._segment_json(segment_name, source)
             names = self._root_names
             if len(names) >= MAX_OPEN:
                 names.clear()
-            names[sid] = segment_name
+            names[sid] = b"," + segment_json[0]
+            derived = b"%b,%b,%b,%b" % (
+                self._op_json(op),
+                _PLATFORM_JSON,
+                _SEGMENT_ID % sid,
+                segment_json[1],
+            )
         else:
-            display = description
+            display = text(description)
             # Unknown (its parent started before this processor was added): the parent.
             needs = segment or parent[1]
-            extra["sentry.segment.id"] = typed(format(needs, "016x"))
-        if attributes:
-            user = self._typed_attributes(attributes, keys)
+            derived = b"%b,%b" % (self._op_json(op), _SEGMENT_ID % needs)
+        if not attributes:
+            attributes_json = b"{%b,%b" % (self._static_inner, derived)
+        else:
             clash = self._shapes.get(keys)
             if clash is None:
                 clash = any(k in self._static or k in _DERIVED for k in keys)
                 if len(self._shapes) < 4096:
                     self._shapes[keys] = clash
             if clash:  # the user's value wins, as in the SDK (its attributes are set last)
+                extra = orjson.loads(b"{" + derived + b"}")
+                user = self._typed_attributes(attributes, keys)
                 attributes_json = dumps({**self._static, **extra, **user})[:-1]
             else:
-                attributes_json = self._static_json + dumps(user)[1:-1] + b"," + dumps(extra)[1:-1]
-        else:
-            attributes_json = self._static_json + dumps(extra)[1:-1]
-        parts = [
+                attributes_json = b"{%b,%b,%b" % (
+                    self._static_inner,
+                    self._attributes_json(attributes),
+                    derived,
+                )
+        head = (
             b'{"trace_id":"%b","span_id":"%016x","name":%b,"status":"%b","is_segment":%b,'
             b'"start_timestamp":%d.%09d,"end_timestamp":%d.%09d'
             % (
-                trace_hex.encode(),
+                trace_hex,
                 sid,
-                dumps(display),
+                self._name_json(display),
                 b"error" if code is StatusCode.ERROR else b"ok",
                 b"true" if is_segment else b"false",
                 start // 1_000_000_000,
@@ -477,13 +489,69 @@ class StreamSpanProcessor(SpanProcessor):
                 end // 1_000_000_000,
                 end % 1_000_000_000,
             )
-        ]
+        )
         if parent is not None:
-            parts.append(b',"parent_span_id":"%016x"' % parent[1])
+            head += b',"parent_span_id":"%016x"' % parent[1]
         if links:
-            parts.append(b',"links":' + dumps([self._link(link) for link in links]))
-        parts.append(b',"attributes":' + attributes_json)
-        return b"".join(parts), segment_name if is_segment else None, needs
+            head += b',"links":' + dumps([self._link(link) for link in links])
+        return (
+            head + b',"attributes":' + attributes_json,
+            segment_name if is_segment else None,
+            needs,
+        )
+
+    def _attributes_json(self, attributes: Mapping[str, Any]) -> bytes:
+        """The user's attributes, scrubbed and typed, as JSON members without braces.
+
+        Each ``"key":{"value":...,"type":...}`` is remembered per (key, value) (and the value's
+        type, so that ``1``, ``1.0`` and ``True`` stay apart): the scrubber decides per key and
+        value alone, so splicing remembered members gives exactly what scrubbing the whole
+        mapping gives (``tests/test_sentry_stream.py`` checks it)."""
+        fragments = self._fragments
+        out = []
+        for key, value in attributes.items():
+            cls = type(value)
+            memo = (key, value) if cls is str else (key, value, cls)
+            try:
+                fragment = fragments.get(memo)
+            except TypeError:  # unhashable (a list in a plain dict of attributes)
+                out.append(dumps(self._typed_attributes({key: value}, (key,)))[1:-1])
+                continue
+            if fragment is None:
+                fragment = dumps(self._typed_attributes({key: value}, (key,)))[1:-1]
+                if len(fragments) >= _FRAGMENTS_MAX:  # values vary without bound: start over
+                    fragments.clear()
+                fragments[memo] = fragment
+            out.append(fragment)
+        return b",".join(out)
+
+    def _op_json(self, op: str) -> bytes:
+        hit = self._ops.get(op)
+        if hit is None:
+            hit = b'"sentry.op":' + dumps(typed(op))
+            if len(self._ops) < 4096:
+                self._ops[op] = hit
+        return hit
+
+    def _name_json(self, name: str) -> bytes:
+        hit = self._names_json.get(name)
+        if hit is None:
+            hit = dumps(name)
+            if len(self._names_json) >= _FRAGMENTS_MAX:
+                self._names_json.clear()
+            self._names_json[name] = hit
+        return hit
+
+    def _segment_json(self, name: str, source: str) -> tuple[bytes, bytes]:
+        """(``"sentry.segment.name":...``, that and ``"sentry.segment.name.source":...``)."""
+        hit = self._segments_json.get((name, source))
+        if hit is None:
+            named = b'"sentry.segment.name":' + dumps(typed(name))
+            hit = (named, named + b',"sentry.segment.name.source":' + dumps(typed(source)))
+            if len(self._segments_json) >= _FRAGMENTS_MAX:
+                self._segments_json.clear()
+            self._segments_json[name, source] = hit
+        return hit
 
     def _typed_attributes(
         self, attributes: Mapping[str, Any], keys: tuple[str, ...]
