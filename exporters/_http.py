@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import select
 import socket
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,11 @@ else:
 #: Idle connections kept per transport (one per thread that sent concurrently; the delivery
 #: transport runs at most 32 senders).
 _MAX_IDLE = 32
+#: Longest response head read (status line and headers).
+_MAX_HEAD = 65536
+# What http.client accepts as a header name and refuses in a value (its own patterns).
+_LEGAL_NAME = re.compile(r"[^:\s][^:\r\n]*").fullmatch
+_ILLEGAL_VALUE = re.compile(r"\n(?![ \t])|\r(?![ \t\n])").search
 
 
 class _Headers(dict[str, str]):
@@ -71,11 +77,14 @@ class _Response:
 
 
 class _Connection:
-    """One kept-alive ``http.client.HTTPConnection``: the stdlib writes the request and reads the
-    response (``Content-Length``, chunked or to the close; 1xx skipped; ``Connection: close``
-    and HTTP/1.0 honoured through ``will_close``). Not thread-safe (one user at a time)."""
+    """One kept-alive HTTP/1.1 connection (``http.client.HTTPConnection`` opens it). A request is
+    written in one ``sendall``; the response is read by :meth:`_read_response` (status line,
+    headers, a ``Content-Length``, chunked or to-the-close body; 1xx skipped; ``Connection:
+    close`` and HTTP/1.0 honoured). ``http.client``'s own request and response objects cost
+    ~130 us an envelope here (most of it ``email.parser`` reading three response headers),
+    more than the rest of sending a span envelope. Not thread-safe (one user at a time)."""
 
-    __slots__ = ("conn", "pid")
+    __slots__ = ("conn", "host", "pid")
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
         self.pid = os.getpid()
@@ -88,6 +97,9 @@ class _Connection:
             conn.close()
             raise
         self.conn = conn
+        # The Host header as http.client writes it.
+        named = f"[{host}]" if ":" in host else host
+        self.host = named if port == 80 else f"{named}:{port}"
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -111,15 +123,100 @@ class _Connection:
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[_Response, bool]:
         """Send one request; return the response and whether the connection can be reused."""
-        conn = self.conn
-        conn.request(method, path, body=body, headers=headers)
-        answer = conn.getresponse()
-        data = answer.read()
+        sock = self.conn.sock
+        if sock is None:
+            raise http.client.NotConnected(self.host)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
+        for name, value in headers.items():
+            text = str(value)
+            if not _LEGAL_NAME(name):
+                raise ValueError(f"Invalid header name {name!r}")
+            if _ILLEGAL_VALUE(text):  # no header injection (http.client refuses them too)
+                raise ValueError(f"Invalid header value {text!r}")
+            lines.append(f"{name}: {text}")
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        sock.sendall("\r\n".join(lines).encode("latin-1") + body)
+        try:
+            return self._read_response(sock, method)
+        except ValueError as exc:  # a number that is not one: a broken server
+            raise http.client.HTTPException(f"malformed response: {exc}") from None
+
+    @staticmethod
+    def _recv(sock: socket.socket, buf: bytes) -> bytes:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise http.client.IncompleteRead(buf)
+        return buf + chunk
+
+    def _read_response(self, sock: socket.socket, method: str) -> tuple[_Response, bool]:
+        buf = b""
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            while end < 0:
+                if len(buf) > _MAX_HEAD:
+                    raise http.client.LineTooLong("response head")
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise http.client.RemoteDisconnected("closed without a response")
+                buf += chunk
+                end = buf.find(b"\r\n\r\n")
+            status_line, *lines = buf[:end].decode("latin-1").split("\r\n")
+            buf = buf[end + 4 :]
+            version, _, rest = status_line.partition(" ")
+            if not version.startswith("HTTP/"):
+                raise http.client.BadStatusLine(status_line)
+            status = int(rest.partition(" ")[0])
+            if not 100 <= status < 200:
+                break  # 1xx (100 Continue): an interim answer, the real one follows
         received = _Headers()
-        for name, value in answer.getheaders():
-            key = name.lower()
-            received[key] = f"{received[key]}, {value}" if key in received else value
-        return _Response(answer.status, received, data), not answer.will_close
+        for line in lines:
+            name, sep, value = line.partition(":")
+            if sep:
+                key = name.strip().lower()
+                value = value.strip()
+                received[key] = f"{received[key]}, {value}" if key in received else value
+        tokens = received.get("connection", "").lower()
+        will_close = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
+        if status in (204, 304) or method == "HEAD":
+            data = b""
+        elif "chunked" in received.get("transfer-encoding", "").lower():
+            data, buf = self._chunked(sock, buf)
+        elif "content-length" in received:
+            length = int(received["content-length"])
+            while len(buf) < length:
+                buf = self._recv(sock, buf)
+            data, buf = buf[:length], buf[length:]
+        else:  # the body runs to the close
+            parts = [buf]
+            while chunk := sock.recv(65536):
+                parts.append(chunk)
+            data, buf, will_close = b"".join(parts), b"", True
+        # Bytes beyond the response: the stream is out of step, do not reuse it.
+        return _Response(status, received, data), not will_close and not buf
+
+    def _chunked(self, sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+        """A chunked body and what follows it."""
+        out = []
+        while True:
+            end = buf.find(b"\r\n")
+            while end < 0:
+                buf = self._recv(sock, buf)
+                end = buf.find(b"\r\n")
+            size = int(buf[:end].split(b";", 1)[0].strip(), 16)
+            buf = buf[end + 2 :]
+            if size == 0:
+                while True:  # trailers, up to an empty line
+                    end = buf.find(b"\r\n")
+                    while end < 0:
+                        buf = self._recv(sock, buf)
+                        end = buf.find(b"\r\n")
+                    line, buf = buf[:end], buf[end + 2 :]
+                    if not line:
+                        return b"".join(out), buf
+            while len(buf) < size + 2:
+                buf = self._recv(sock, buf)
+            out.append(buf[:size])
+            buf = buf[size + 2 :]
 
 
 def fast_path_reason(transport: HttpTransport) -> str | None:

@@ -224,6 +224,7 @@ class StreamSpanProcessor(SpanProcessor):
         self._segments_json: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self._checks_for: Any = None
         self._checks: list[Callable[[], bool]] = []
+        self._waits: list[Callable[[Envelope, float], bool]] = []
         self._thread = threading.Thread(
             target=self._run, name="widgettrace-sentry-stream", daemon=True
         )
@@ -601,26 +602,37 @@ class StreamSpanProcessor(SpanProcessor):
                 spotlight.capture_envelope(envelope)
         transport = client.transport
         if transport is not None:
-            self._wait_for_room(transport)
+            self._wait_for_room(transport, envelope)
             transport.capture_envelope(envelope)
 
-    def _wait_for_room(self, transport: Any) -> None:
-        """A full transport queue makes this thread wait (up to BACKPRESSURE_WAIT_S), so a
-        burst backs up into the span queue, where an overflow is counted, instead of the SDK
-        dropping whole envelopes."""
+    def _wait_for_room(self, transport: Any, envelope: Envelope) -> None:
+        """Back-pressure: a full transport queue makes this thread wait (up to
+        BACKPRESSURE_WAIT_S), so a burst backs up into the span queue, where an overflow is
+        counted, instead of the transport dropping whole envelopes. The HTTP delivery waits
+        only while its destination is healthy (``wait_for_room``); the local log's queue and
+        the SDK's worker are polled."""
         if transport is not self._checks_for:
             self._checks_for = transport
             self._checks = []
+            self._waits = []
             for holder in (transport, getattr(transport, "inner", None)):
-                check = getattr(holder, "queue_full", None) if holder is not None else None
-                if check is None and holder is not None:
+                if holder is None:
+                    continue
+                wait = getattr(holder, "wait_for_room", None)
+                if callable(wait):
+                    self._waits.append(wait)
+                    continue
+                check = getattr(holder, "queue_full", None)
+                if check is None:
                     check = getattr(getattr(holder, "_worker", None), "full", None)
                 if callable(check):
                     self._checks.append(check)
+        deadline = time.monotonic() + BACKPRESSURE_WAIT_S
+        for wait in self._waits:
+            wait(envelope, BACKPRESSURE_WAIT_S)
         checks = self._checks
         if not any(full() for full in checks):
             return
-        deadline = time.monotonic() + BACKPRESSURE_WAIT_S
         while any(full() for full in checks):
             if time.monotonic() >= deadline or self._stopped:
                 return  # the SDK drops and counts it (client report queue_overflow)
