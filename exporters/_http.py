@@ -199,7 +199,7 @@ class _Connection:
 
     def _chunked(self, sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
         """A chunked body and what follows it."""
-        out = []
+        out: list[bytes] = []
         while True:
             end = buf.find(b"\r\n")
             while end < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -351,3 +352,51 @@ def test_after_a_429_sending_resumes_when_the_retry_after_is_over(
         assert sent + transport._discarded_events.get(key, 0) == 5
     finally:
         transport.kill()
+
+
+def test_wait_for_room_waits_for_the_senders_but_never_for_a_failing_destination(
+    receiver: SentryReceiver,
+) -> None:
+    """The stream's back-pressure: a full queue makes the (background) caller wait until a
+    sender takes an envelope; an outage makes it return at once (the drop is counted)."""
+    transport = _transport(receiver, transport_queue_size=1)
+    try:
+        queue = transport._queue
+        assert queue.put(_transaction(1), _delivery.LOW, 100)  # full now (no sender started)
+        started = time.monotonic()
+        assert not transport.wait_for_room(_transaction(2), 0.3)
+        assert time.monotonic() - started >= 0.25
+
+        def take_one() -> None:
+            time.sleep(0.2)
+            assert queue.get(timeout=1) is not None
+            queue.done()
+
+        taker = threading.Thread(target=take_one)
+        taker.start()
+        started = time.monotonic()
+        assert transport.wait_for_room(_transaction(3), 5)
+        assert 0.1 <= time.monotonic() - started < 3
+        taker.join()
+
+        assert queue.put(_transaction(4), _delivery.LOW, 100)
+        transport.destination.failed("refused", 0, 1)
+        started = time.monotonic()
+        assert not transport.wait_for_room(_transaction(5), 5)
+        assert time.monotonic() - started < 0.5
+    finally:
+        transport.kill()
+
+
+def test_gzip_level_is_1_unless_the_options_name_one(receiver: SentryReceiver) -> None:
+    default = _transport(receiver)
+    chosen = _transport(receiver, _experiments={"transport_compression_level": 9})
+    try:
+        assert (default._compression_algo, default._compression_level) == ("gzip", 1)
+        assert chosen._compression_level == 9
+        default.capture_envelope(_error(1))
+        default.flush(5)
+        receiver.wait_for(lambda r: len(r.events()) == 1, timeout=5)
+    finally:
+        default.kill()
+        chosen.kill()

@@ -256,6 +256,52 @@ def test_secrets_are_scrubbed_in_span_attributes() -> None:
     assert span["attributes"]["http.request.header.authorization"]["value"] == "[Filtered]"
 
 
+def test_span_names_are_scrubbed_as_transactions_mode_scrubs_them() -> None:
+    transport = CapturingTransport(DSN)
+    settings = make_settings(sentry_dsn=DSN, sentry_spans="stream", sessions="off")
+    with streaming(settings, transport) as (provider, processor):
+        tracer = provider.get_tracer("s")
+        with (
+            tracer.start_as_current_span("login password=hunter2"),
+            tracer.start_as_current_span("call with Bearer abcdef123"),
+        ):
+            pass
+        assert processor.force_flush(5000)
+    spans = [s for _, _, p in _span_items(transport) for s in p["items"]]
+    assert len(spans) == 2
+    text = json.dumps(spans)
+    assert "hunter2" not in text and "abcdef123" not in text
+    root = next(s for s in spans if s["is_segment"])
+    assert root["name"] == "login password=[Filtered]"
+    assert root["attributes"]["sentry.segment.name"]["value"] == root["name"]
+
+
+def test_a_slow_delivery_queue_makes_the_export_thread_wait_not_drop(
+    sentry_receiver: SentryReceiver,
+) -> None:
+    """Back-pressure: with room for two envelopes in the HTTP delivery queue, a burst of 200
+    traces still arrives whole: the export thread waits for the senders, nothing is dropped."""
+    from sentry_sdk.client import _get_options
+
+    from widgettrace.exporters._delivery import DeliveryHttpTransport
+
+    transport = DeliveryHttpTransport(_get_options(dsn=sentry_receiver.dsn, transport_queue_size=2))
+    settings = make_settings(sentry_dsn=sentry_receiver.dsn, sentry_spans="stream", sessions="off")
+    with streaming(settings, transport) as (provider, processor):
+        tracer = provider.get_tracer("burst")
+        for i in range(200):
+            with tracer.start_as_current_span(f"job {i}"), tracer.start_as_current_span("step"):
+                pass
+        assert processor.force_flush(30_000)
+        sentry_receiver.wait_for(
+            lambda r: sum(len(p["items"]) for p in r.payloads("span")) >= 400, timeout=30
+        )
+        assert transport.dropped == 0
+    spans = [s for p in sentry_receiver.payloads("span") for s in p["items"]]
+    assert len(spans) == 400
+    assert len({s["span_id"] for s in spans}) == 400
+
+
 def test_spans_go_over_http_to_the_receiver_in_batches_and_errors_too(
     sentry_receiver: SentryReceiver,
 ) -> None:
@@ -409,7 +455,21 @@ def test_attribute_scrubbing_matches_the_scrubbers_own_result() -> None:
         ours = processor._typed_attributes(attrs, tuple(attrs))
     finally:
         processor.shutdown()
+        # The encoded fragments, remembered per (key, value, type), twice (the second from the
+        # memo), and with values of equal hash but another type under the same key.
+        spliced = [processor._attributes_json(attrs) for _ in range(2)]
+        kinds = [processor._attributes_json({"widget.count": v}) for v in (1, True, 1.0, 1)]
     expected = {k: typed(v) for k, v in Scrubber(False).data(attrs).items()}
     assert ours == expected
+    for fragment in spliced:
+        decoded = json.loads(b"{" + fragment + b"}")
+        decoded["widget.ratio"]["value"] = expected["widget.ratio"]["value"]  # nan != nan
+        assert decoded == expected
+    assert [json.loads(b"{" + k + b"}")["widget.count"]["type"] for k in kinds] == [
+        "integer",
+        "boolean",
+        "double",
+        "integer",
+    ]
     text = json.dumps(ours)
     assert "=secret" not in text and "@example.com" not in text and "Bearer abc" not in text
