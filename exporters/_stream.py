@@ -79,6 +79,8 @@ FLUSH_INTERVAL_S = 1.0
 TICK_S = 0.05
 #: Ended spans queued that wake the export thread before its tick.
 WAKE_AT_QUEUED = 256
+#: Most spans encoded before the buckets that are due are sent.
+DRAIN_BATCH = 2048
 #: Longest the export thread waits for room in a full transport queue.
 BACKPRESSURE_WAIT_S = 2.0
 #: Open spans whose local root is remembered; beyond it a span's segment is left unnamed.
@@ -320,18 +322,25 @@ class StreamSpanProcessor(SpanProcessor):
             with self._requests_lock:
                 requests, self._flush_requests = self._flush_requests, []
             with internal_errors("stream.export"):
-                self._drain()
-                self._send(flush_all=bool(requests) or self._stopped)
+                while True:
+                    # At most DRAIN_BATCH spans encoded between sends: a backlog (the
+                    # delivery queue pushing back) is not all encoded and held at once.
+                    more = self._drain()
+                    self._send(flush_all=(bool(requests) or self._stopped) and not more)
+                    if not more:
+                        break
                 self._report_dropped()
             for done in requests:
                 done.set()
             if self._stopped:
                 return
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
+        """Encode queued spans into their trace's bucket; True when DRAIN_BATCH were taken and
+        more wait."""
         queue = self._queue
         if not queue:
-            return
+            return False
         client = self._get_client()
         if client is not self._dsc_for:
             self._dsc_for = client
@@ -340,17 +349,23 @@ class StreamSpanProcessor(SpanProcessor):
         buckets = self._buckets
         ready = self._ready
         popleft = queue.popleft
-        while queue:
+        max_drop = SpanBatcher.MAX_BEFORE_DROP
+        max_count = SpanBatcher.MAX_BEFORE_FLUSH
+        max_bytes = SpanBatcher.MAX_BYTES_BEFORE_FLUSH
+        encode = self._encode
+        for _ in range(DRAIN_BATCH):
+            if not queue:
+                return False
             rec = popleft()
             tid = rec[0]._context[0]
             bucket = buckets.get(tid)
             if bucket is None:
                 bucket = buckets[tid] = _Bucket(now, format(tid, "032x"))
-            elif len(bucket.spans) >= SpanBatcher.MAX_BEFORE_DROP:
+            elif len(bucket.spans) >= max_drop:
                 self._lost_full += 1  # the SDK's limit per trace waiting
                 continue
             try:
-                body, segment_name, needs = self._encode(rec, bucket.hex_bytes)
+                body, segment_name, needs = encode(rec, bucket.hex_bytes)
             except Exception as exc:
                 with internal_errors("stream.build_span"):
                     raise exc
@@ -360,11 +375,9 @@ class StreamSpanProcessor(SpanProcessor):
             if segment_name is not None:
                 bucket.transaction = segment_name
                 ready.add(tid)
-            elif (
-                len(bucket.spans) >= SpanBatcher.MAX_BEFORE_FLUSH
-                or bucket.size >= SpanBatcher.MAX_BYTES_BEFORE_FLUSH
-            ):
+            elif len(bucket.spans) >= max_count or bucket.size >= max_bytes:
                 ready.add(tid)
+        return bool(queue)
 
     def _send(self, *, flush_all: bool) -> None:
         """Envelopes for the buckets whose segment ended, that are full, or waited too long."""
@@ -384,6 +397,9 @@ class StreamSpanProcessor(SpanProcessor):
         if not due:
             return
         sent_at = format_timestamp(datetime.now(timezone.utc))
+        client = self._get_client()
+        spotlight = getattr(client, "spotlight", None)
+        transport = client.transport
         for tid in due:
             if tid not in buckets:
                 continue
@@ -397,7 +413,7 @@ class StreamSpanProcessor(SpanProcessor):
             for start in range(0, len(spans), step):
                 envelope = span_envelope(sent_at, dsc, spans[start : start + step])
                 try:
-                    self._capture(envelope)
+                    self._capture(envelope, spotlight, transport)
                 except Exception as exc:
                     with internal_errors("stream.send"):
                         raise exc
@@ -594,13 +610,11 @@ class StreamSpanProcessor(SpanProcessor):
 
     # --- sending (the SDK client's own path) -------------------------------------------------
 
-    def _capture(self, envelope: Envelope) -> None:
-        client = self._get_client()
-        spotlight = getattr(client, "spotlight", None)
+    def _capture(self, envelope: Envelope, spotlight: Any, transport: Any) -> None:
+        """To Spotlight and the client's transport, as the SDK's ``_capture_envelope`` does."""
         if spotlight is not None:
             with internal_errors("stream.spotlight"):
                 spotlight.capture_envelope(envelope)
-        transport = client.transport
         if transport is not None:
             self._wait_for_room(transport, envelope)
             transport.capture_envelope(envelope)
@@ -627,12 +641,12 @@ class StreamSpanProcessor(SpanProcessor):
                     check = getattr(getattr(holder, "_worker", None), "full", None)
                 if callable(check):
                     self._checks.append(check)
-        deadline = time.monotonic() + BACKPRESSURE_WAIT_S
         for wait in self._waits:
             wait(envelope, BACKPRESSURE_WAIT_S)
         checks = self._checks
-        if not any(full() for full in checks):
+        if not checks or not any(full() for full in checks):
             return
+        deadline = time.monotonic() + BACKPRESSURE_WAIT_S
         while any(full() for full in checks):
             if time.monotonic() >= deadline or self._stopped:
                 return  # the SDK drops and counts it (client report queue_overflow)
