@@ -275,6 +275,8 @@ class Destination:
 
     def permit(self, timeout: float) -> bool:
         """Wait (at most ``timeout``) until a request may be made; True when it may."""
+        if self.failing_since is None:
+            return True  # healthy: no lock per envelope (a failure just now costs one request)
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
@@ -338,6 +340,8 @@ class Destination:
     def release(self) -> None:
         """The calling thread's request had no outcome (nothing was sent: rate limited by the
         SDK, dropped by a filter): give the probe back, or no sender would ever try again."""
+        if not self.probing:
+            return  # set only under the lock, by permit(); nothing to give back
         with self.cond:
             if self.probing and self.prober == threading.get_ident():
                 self.probing = False
