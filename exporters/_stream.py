@@ -462,7 +462,7 @@ class StreamSpanProcessor(SpanProcessor):
             names = self._root_names
             if len(names) >= MAX_OPEN:
                 names.clear()
-            names[sid] = b"," + segment_json[0]
+            names[sid] = segment_json[0]
             derived = b"%b,%b,%b,%b" % (
                 self._op_json(op),
                 _PLATFORM_JSON,
@@ -560,11 +560,12 @@ class StreamSpanProcessor(SpanProcessor):
         return hit
 
     def _segment_json(self, name: str, source: str) -> tuple[bytes, bytes]:
-        """(``"sentry.segment.name":...``, that and ``"sentry.segment.name.source":...``)."""
+        """(``,"sentry.segment.name":...`` for the children, the segment's own
+        ``"sentry.segment.name":...,"sentry.segment.name.source":...``)."""
         hit = self._segments_json.get((name, source))
         if hit is None:
             named = b'"sentry.segment.name":' + dumps(typed(name))
-            hit = (named, named + b',"sentry.segment.name.source":' + dumps(typed(source)))
+            hit = (b"," + named, named + b',"sentry.segment.name.source":' + dumps(typed(source)))
             if len(self._segments_json) >= _FRAGMENTS_MAX:
                 self._segments_json.clear()
             self._segments_json[name, source] = hit
