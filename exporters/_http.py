@@ -30,6 +30,7 @@ import http.client
 import os
 import select
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -48,6 +49,8 @@ else:
 #: Idle connections kept per transport (one per thread that sent concurrently; the delivery
 #: transport runs at most 32 senders).
 _MAX_IDLE = 32
+#: An idle connection reused within this many seconds is not polled for a close first.
+_FRESH_S = 0.25
 
 
 class _Headers(dict[str, str]):
@@ -88,7 +91,7 @@ class _Connection:
     header parsing goes through the ``email`` package), and this runs once per envelope.
     """
 
-    __slots__ = ("buf", "host", "pid", "poller", "sock")
+    __slots__ = ("buf", "host", "pid", "poller", "sock", "used")
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
         self.pid = os.getpid()
@@ -103,6 +106,7 @@ class _Connection:
             self.sock.close()
             raise
         self.buf = bytearray()
+        self.used = 0.0  # when it went back to the idle list
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -321,6 +325,7 @@ class KeepAliveRequests(_Base):
             conn.close()
             raise
         if reusable and len(self._fast_idle) < _MAX_IDLE:
+            conn.used = time.monotonic()
             self._fast_idle.append(conn)
         else:
             conn.close()
@@ -342,7 +347,10 @@ class KeepAliveRequests(_Base):
                 break
             if conn.pid != pid:
                 continue  # inherited over fork(): the parent's socket, leave it alone
-            if not conn.dropped():
+            # Idle for a moment only: a server closes a kept-alive connection after seconds,
+            # not milliseconds, and a reused one that fails is retried once on a new one
+            # (_request), so skip the poll() system call under load.
+            if time.monotonic() - conn.used < _FRESH_S or not conn.dropped():
                 return conn, True
             conn.close()
         return self._new_connection(), False
