@@ -162,13 +162,12 @@ class EnvelopeQueue:
         self._new_conditions()
 
     def _new_conditions(self) -> None:
-        # Two conditions over one lock: senders wait on ``cond`` for envelopes (each put wakes
-        # one); flush() and wait_for_room() wait on ``progress`` for envelopes done. One
-        # condition for both made every finished envelope wake every idle sender (32 threads
-        # taking the GIL in turn to go back to sleep: half the senders' CPU at 1,000 a second).
-        lock = threading.RLock()
+        lock = threading.Lock()
+        #: Senders wait on it for an envelope (one woken per envelope put).
         self.cond = threading.Condition(lock)
-        self.progress = threading.Condition(lock)
+        #: flush() waits on it for an outcome. A separate condition on the same lock: waking
+        #: every idle sender at each outcome cost a third of the senders' CPU at 1,000/s.
+        self.settled = threading.Condition(lock)
 
     def put(self, envelope: Envelope, priority: int, size: int) -> bool:
         """Queue the envelope; False (and nothing queued) when its priority's queue is full."""
@@ -200,7 +199,7 @@ class EnvelopeQueue:
         """An envelope :meth:`get` returned has its outcome."""
         with self.cond:
             self.in_flight -= 1
-            self.progress.notify_all()
+            self.settled.notify_all()
 
     def busy(self) -> int:
         """Envelopes queued or taken and not yet done (call with ``cond`` held)."""
@@ -210,13 +209,13 @@ class EnvelopeQueue:
         return any(self._queues.values())
 
     def has_room(self, priority: int, size: int) -> bool:
-        """Whether :meth:`put` would take an envelope of ``size`` bytes now."""
-        with self.cond:
-            count_limit, byte_limit = self.limits[priority]
-            queue = self._queues[priority]
-            return len(queue) < count_limit and (
-                not queue or self._bytes[priority] + size <= byte_limit
-            )
+        """Whether :meth:`put` would take an envelope of ``size`` bytes now (call with ``cond``
+        held: its lock is not reentrant)."""
+        count_limit, byte_limit = self.limits[priority]
+        queue = self._queues[priority]
+        return len(queue) < count_limit and (
+            not queue or self._bytes[priority] + size <= byte_limit
+        )
 
     def full(self, priority: int) -> bool:
         with self.cond:
@@ -436,12 +435,12 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         size = envelope_size(envelope)
         queue = self._queue
         deadline = time.monotonic() + timeout
-        with queue.progress:  # done() notifies it whenever a sender finishes an envelope
+        with queue.settled:  # done() notifies it whenever a sender finishes an envelope
             while not queue.has_room(priority, size):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._killed or self.destination.failing:
                     return False
-                queue.progress.wait(min(remaining, 0.05))
+                queue.settled.wait(min(remaining, 0.05))
         return True
 
     def pending_envelopes(self) -> int:
@@ -653,7 +652,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                 dest = self.destination
                 if dest.failing and not dest.probing and dest.retry_at > deadline:
                     return
-                queue.progress.wait(min(remaining, 0.05))
+                queue.settled.wait(min(remaining, 0.05))
 
     def kill(self) -> None:
         """Stop the senders; what is still queued is counted as lost (client reports)."""
@@ -680,7 +679,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self.destination.wake()
         with self._queue.cond:
             self._queue.cond.notify_all()
-            self._queue.progress.notify_all()
+            self._queue.settled.notify_all()
         super().kill()
 
     def _unfetch(self, envelope: Envelope) -> None:

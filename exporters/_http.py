@@ -6,11 +6,9 @@ envelope of a plain kept-alive ``http.client.HTTPConnection``, measured on this 
 machines, and the one worker thread sends serially. :class:`KeepAliveRequests` replaces only the
 request layer (``_make_pool`` / ``_request``) for the simple case (an ``http://`` DSN, no proxy
 from the options or the environment, no socket options, no ``keep_alive``): one kept-alive
-connection per sending thread (opened by ``http.client``), on which a request is written in one
-``sendall`` and its response read by a small HTTP/1.1 reader (``http.client``'s request and
-response objects cost ~130 us an envelope, most of it ``email.parser`` reading three headers:
-more than everything else in sending ten streamed spans). Everything else (``https`` DSNs,
-proxies, custom sockets) takes the stock urllib3 path unchanged.
+connection per sending thread, on a plain socket, which writes the request and reads the
+response itself (:class:`_Connection`; half the CPU of ``http.client`` per request).
+Everything else (``https`` DSNs, proxies, custom sockets) takes the stock urllib3 path unchanged.
 
 What stays the SDK's: the ``BackgroundWorker``, envelope preparation and serialisation, rate limits
 (``_handle_response`` / ``_update_rate_limits`` read ``status`` and the ``Retry-After`` /
@@ -30,9 +28,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import re
 import select
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -51,11 +49,8 @@ else:
 #: Idle connections kept per transport (one per thread that sent concurrently; the delivery
 #: transport runs at most 32 senders).
 _MAX_IDLE = 32
-#: Longest response head read (status line and headers).
-_MAX_HEAD = 65536
-# What http.client accepts as a header name and refuses in a value (its own patterns).
-_LEGAL_NAME = re.compile(r"[^:\s][^:\r\n]*").fullmatch
-_ILLEGAL_VALUE = re.compile(r"\n(?![ \t])|\r(?![ \t\n])").search
+#: An idle connection reused within this many seconds is not polled for a close first.
+_FRESH_S = 0.25
 
 
 class _Headers(dict[str, str]):
@@ -79,46 +74,50 @@ class _Response:
         """The body was read in full; the connection stays with the transport."""
 
 
-class _Connection:
-    """One kept-alive HTTP/1.1 connection (``http.client.HTTPConnection`` opens it). A request is
-    written in one ``sendall``; the response is read by :meth:`_read_response` (status line,
-    headers, a ``Content-Length``, chunked or to-the-close body; 1xx skipped; ``Connection:
-    close`` and HTTP/1.0 honoured). ``http.client``'s own request and response objects cost
-    ~130 us an envelope here (most of it ``email.parser`` reading three response headers),
-    more than the rest of sending a span envelope. Not thread-safe (one user at a time)."""
+class _BadResponse(http.client.HTTPException):
+    """What the server sent is not an HTTP/1.x response we can read."""
 
-    __slots__ = ("conn", "host", "pid")
+
+_MAX_HEAD = 65_536  # status line and headers; relay's are a few hundred bytes
+
+
+class _Connection:
+    """One kept-alive HTTP/1.1 connection on a plain socket. Not thread-safe (one user at a time).
+
+    It writes each request as one buffer and reads the response itself: status line and
+    headers, then the body by ``Content-Length``, chunked, or to the close; 1xx answers are
+    skipped, and ``Connection: close``, HTTP/1.0 and stray bytes after a response make the
+    connection single-use. ``http.client`` did the same at twice the CPU per request (its
+    header parsing goes through the ``email`` package), and this runs once per envelope.
+    """
+
+    __slots__ = ("buf", "host", "pid", "poller", "sock", "used")
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
         self.pid = os.getpid()
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        name = f"[{host}]" if ":" in host else host  # an IPv6 address, as http.client writes it
+        self.host = (name if port == 80 else f"{name}:{port}").encode("idna")
+        self.sock = socket.create_connection((host, port), timeout=timeout)
         try:
-            conn.connect()
-            if conn.sock is not None:
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.poller = select.poll()
+            self.poller.register(self.sock, select.POLLIN)
         except BaseException:
-            conn.close()
+            self.sock.close()
             raise
-        self.conn = conn
-        # The Host header as http.client writes it.
-        named = f"[{host}]" if ":" in host else host
-        self.host = named if port == 80 else f"{named}:{port}"
+        self.buf = bytearray()
+        self.used = 0.0  # when it went back to the idle list
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.conn.close()
+            self.sock.close()
 
     def dropped(self) -> bool:
         """Whether this idle connection was closed by the server (or has stray bytes to read)."""
-        sock = self.conn.sock
-        if sock is None:
-            return True
-        # Readable while idle means EOF, a reset or stray bytes: not reusable. (sock.recv would
+        # Readable while idle means EOF, a reset or stray bytes: not reusable. (recv would
         # wait for the socket's timeout first, so poll with a zero timeout, as urllib3 does.)
         try:
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
+            return bool(self.poller.poll(0))
         except (OSError, ValueError):
             return True
 
@@ -126,100 +125,111 @@ class _Connection:
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[_Response, bool]:
         """Send one request; return the response and whether the connection can be reused."""
-        sock = self.conn.sock
-        if sock is None:
-            raise http.client.NotConnected(self.host)
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
+        head = [f"{method} {path} HTTP/1.1".encode("ascii"), b"Host: " + self.host]
+        head.append(b"Content-Length: %d" % len(body))
         for name, value in headers.items():
-            text = str(value)
-            if not _LEGAL_NAME(name):
-                raise ValueError(f"Invalid header name {name!r}")
-            if _ILLEGAL_VALUE(text):  # no header injection (http.client refuses them too)
-                raise ValueError(f"Invalid header value {text!r}")
-            lines.append(f"{name}: {text}")
-        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-        sock.sendall("\r\n".join(lines).encode("latin-1") + body)
-        try:
-            return self._read_response(sock, method)
-        except ValueError as exc:  # a number that is not one: a broken server
-            raise http.client.HTTPException(f"malformed response: {exc}") from None
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
+                # Refused, as http.client refuses it: a line break would inject a header.
+                raise ValueError(f"Invalid header value {value!r}")
+            head.append(f"{name}: {value}".encode("latin-1"))
+        head.append(b"\r\n")
+        self.sock.sendall(b"\r\n".join(head) + body)
+        while True:
+            version, status, received = self._read_head()
+            if not (100 <= status < 200):
+                break  # 1xx (100 Continue): the real answer follows
+        reusable = version == b"HTTP/1.1"
+        connection = received.get("connection", "").lower()
+        if "close" in connection:
+            reusable = False
+        elif "keep-alive" in connection:
+            reusable = True
+        if "chunked" in received.get("transfer-encoding", "").lower():
+            data = self._read_chunked()
+        elif "content-length" in received:
+            try:
+                length = int(received["content-length"])
+            except ValueError:
+                raise _BadResponse("bad Content-Length") from None
+            data = self._read_exact(length)
+        elif status in (204, 304) or method == "HEAD":
+            data = b""
+        else:  # delimited by the close
+            data = self._read_to_close()
+            reusable = False
+        if self.buf:
+            reusable = False  # bytes nobody asked for: the stream is out of step
+        return _Response(status, received, data), reusable
 
-    @staticmethod
-    def _recv(sock: socket.socket, buf: bytes) -> bytes:
-        chunk = sock.recv(65536)
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65_536)
         if not chunk:
-            raise http.client.IncompleteRead(buf)
-        return buf + chunk
+            raise http.client.RemoteDisconnected("the server closed the connection")
+        self.buf += chunk
 
-    def _read_response(self, sock: socket.socket, method: str) -> tuple[_Response, bool]:
-        buf = b""
+    def _read_head(self) -> tuple[bytes, int, _Headers]:
+        buf = self.buf
         while True:
             end = buf.find(b"\r\n\r\n")
-            while end < 0:
-                if len(buf) > _MAX_HEAD:
-                    raise http.client.LineTooLong("response head")
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise http.client.RemoteDisconnected("closed without a response")
-                buf += chunk
-                end = buf.find(b"\r\n\r\n")
-            status_line, *lines = buf[:end].decode("latin-1").split("\r\n")
-            buf = buf[end + 4 :]
-            version, _, rest = status_line.partition(" ")
-            if not version.startswith("HTTP/"):
-                raise http.client.BadStatusLine(status_line)
-            status = int(rest.partition(" ")[0])
-            if not 100 <= status < 200:
-                break  # 1xx (100 Continue): an interim answer, the real one follows
+            if end >= 0:
+                break
+            if len(buf) > _MAX_HEAD:
+                raise _BadResponse("response headers too long")
+            self._fill()
+        lines = bytes(buf[:end]).split(b"\r\n")
+        del buf[: end + 4]
+        parts = lines[0].split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise _BadResponse(f"bad status line {lines[0][:80]!r}")
         received = _Headers()
-        for line in lines:
-            name, sep, value = line.partition(":")
-            if sep:
-                key = name.strip().lower()
-                value = value.strip()
-                received[key] = f"{received[key]}, {value}" if key in received else value
-        tokens = received.get("connection", "").lower()
-        will_close = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
-        if status in (204, 304) or method == "HEAD":
-            data = b""
-        elif "chunked" in received.get("transfer-encoding", "").lower():
-            data, buf = self._chunked(sock, buf)
-        elif "content-length" in received:
-            length = int(received["content-length"])
-            while len(buf) < length:
-                buf = self._recv(sock, buf)
-            data, buf = buf[:length], buf[length:]
-        else:  # the body runs to the close
-            parts = [buf]
-            while chunk := sock.recv(65536):
-                parts.append(chunk)
-            data, buf, will_close = b"".join(parts), b"", True
-        # Bytes beyond the response: the stream is out of step, do not reuse it.
-        return _Response(status, received, data), not will_close and not buf
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise _BadResponse(f"bad header line {line[:80]!r}")
+            key = name.strip().decode("latin-1").lower()
+            text = value.strip().decode("latin-1")
+            received[key] = f"{received[key]}, {text}" if key in received else text
+        return parts[0], int(parts[1]), received
 
-    def _chunked(self, sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
-        """A chunked body and what follows it."""
-        out: list[bytes] = []
+    def _read_exact(self, length: int) -> bytes:
+        buf = self.buf
+        while len(buf) < length:
+            self._fill()
+        data = bytes(buf[:length])
+        del buf[:length]
+        return data
+
+    def _read_line(self) -> bytes:
+        buf = self.buf
+        while (end := buf.find(b"\r\n")) < 0:
+            if len(buf) > _MAX_HEAD:
+                raise _BadResponse("chunk header too long")
+            self._fill()
+        line = bytes(buf[:end])
+        del buf[: end + 2]
+        return line
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
         while True:
-            end = buf.find(b"\r\n")
-            while end < 0:
-                buf = self._recv(sock, buf)
-                end = buf.find(b"\r\n")
-            size = int(buf[:end].split(b";", 1)[0].strip(), 16)
-            buf = buf[end + 2 :]
+            try:
+                size = int(self._read_line().split(b";", 1)[0], 16)
+            except ValueError:
+                raise _BadResponse("bad chunk size") from None
             if size == 0:
-                while True:  # trailers, up to an empty line
-                    end = buf.find(b"\r\n")
-                    while end < 0:
-                        buf = self._recv(sock, buf)
-                        end = buf.find(b"\r\n")
-                    line, buf = buf[:end], buf[end + 2 :]
-                    if not line:
-                        return b"".join(out), buf
-            while len(buf) < size + 2:
-                buf = self._recv(sock, buf)
-            out.append(buf[:size])
-            buf = buf[size + 2 :]
+                while self._read_line():  # trailers, up to the empty line
+                    pass
+                return b"".join(parts)
+            parts.append(self._read_exact(size))
+            self._read_line()  # the CRLF after each chunk
+
+    def _read_to_close(self) -> bytes:
+        with contextlib.suppress(http.client.RemoteDisconnected):
+            while True:
+                self._fill()
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
 
 
 def fast_path_reason(transport: HttpTransport) -> str | None:
@@ -288,7 +298,7 @@ class KeepAliveRequests(_Base):
             path = self._fast_paths[endpoint_type] = url.path + (
                 f"?{url.query}" if url.query else ""
             )
-        # http.client sets Host and Content-Length, and refuses a header with a line break.
+        # The connection writes Host and Content-Length, and refuses a header with a line break.
         sent = {
             key: value
             for key, value in headers.items()
@@ -315,6 +325,7 @@ class KeepAliveRequests(_Base):
             conn.close()
             raise
         if reusable and len(self._fast_idle) < _MAX_IDLE:
+            conn.used = time.monotonic()
             self._fast_idle.append(conn)
         else:
             conn.close()
@@ -336,7 +347,10 @@ class KeepAliveRequests(_Base):
                 break
             if conn.pid != pid:
                 continue  # inherited over fork(): the parent's socket, leave it alone
-            if not conn.dropped():
+            # Idle for a moment only: a server closes a kept-alive connection after seconds,
+            # not milliseconds, and a reused one that fails is retried once on a new one
+            # (_request), so skip the poll() system call under load.
+            if time.monotonic() - conn.used < _FRESH_S or not conn.dropped():
                 return conn, True
             conn.close()
         return self._new_connection(), False
