@@ -29,36 +29,43 @@ retries and client reports stay the SDK's. Errors never wait behind spans: they 
 SDK's ``capture_event`` directly, not through this queue.
 
 On the application's thread ``on_start`` remembers the span's local root (one dict entry while
-the span is open) and ``on_end`` appends a tuple of references to a bounded deque; a daemon
-thread turns them into span JSON (scrubbed like every other payload) and hands them to the
-batcher.
+the span is open) and ``on_end`` appends the span and that root to a bounded deque, as the
+SDK's ``BatchSpanProcessor`` appends the span (``benchmarks/bench_spans.py``: the same CPU on
+the application's thread); a daemon thread turns them into span JSON (names and attributes
+scrubbed like every other payload, encoded fragments remembered), builds the envelopes, and
+waits for room in the HTTP delivery queue when it is full and Sentry is healthy (back-pressure:
+spans are then dropped, and counted, only at the deque).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
 import sentry_sdk
 from opentelemetry import context as context_api
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import StatusCode
 from sentry_sdk._span_batcher import SpanBatcher
-from sentry_sdk.envelope import Envelope, Item, PayloadRef
-from sentry_sdk.utils import format_attribute, format_timestamp, serialize_attribute
+from sentry_sdk.envelope import Envelope
+from sentry_sdk.utils import format_timestamp
 
 from widgettrace.exporters._scrub import Scrubber
-from widgettrace.exporters._sentry_convert import classify, dumps
+from widgettrace.exporters._span_v2 import (
+    MAX_OPEN,
+    SPAN_CONTENT_TYPE,
+    Rec,
+    SpanEncoder,
+    span_envelope,
+    typed,
+)
 from widgettrace.instrumentation import semconv as sc
 from widgettrace.instrumentation._guard import internal_errors, logger
 
@@ -70,7 +77,6 @@ __all__ = [
     "typed",
 ]
 
-SPAN_CONTENT_TYPE = SpanBatcher.CONTENT_TYPE
 #: Longest a span waits in the batcher when its segment has not ended (the SDK waits 5 s; a
 #: short deadline keeps spans of long traces and late children flowing, and bounds what a
 #: crash loses).
@@ -83,39 +89,8 @@ WAKE_AT_QUEUED = 256
 DRAIN_BATCH = 2048
 #: Longest the export thread waits for room in a full transport queue.
 BACKPRESSURE_WAIT_S = 2.0
-#: Open spans whose local root is remembered; beyond it a span's segment is left unnamed.
-MAX_OPEN = 100_000
 
 _SDK_NAME = "sentry.python.widgettrace"
-_PLATFORM_JSON = b'"sentry.platform":{"value":"python","type":"string"}'
-_SEGMENT_ID = b'"sentry.segment.id":{"value":"%016x","type":"string"}'
-#: Attributes this module sets per span (a user attribute of the same name wins).
-_DERIVED = frozenset(
-    {
-        "sentry.op",
-        "sentry.platform",
-        "sentry.segment.id",
-        "sentry.segment.name",
-        "sentry.segment.name.source",
-    }
-)
-
-
-def span_envelope(sent_at: str, dsc: dict[str, str], spans: list[bytes]) -> Envelope:
-    """``Envelope(headers, [Item(PayloadRef(bytes=...), type="span", ...)])``, built the way
-    those constructors build it without their copies and checks (they cost more than the
-    encoding of a small trace); ``tests/test_sentry_stream.py`` compares the two."""
-    item = Item.__new__(Item)
-    item.headers = {
-        "item_count": len(spans),
-        "type": SpanBatcher.TYPE,
-        "content_type": SPAN_CONTENT_TYPE,
-    }
-    item.payload = PayloadRef(bytes=b'{"version":2,"items":[' + b",".join(spans) + b"]}")
-    envelope = Envelope.__new__(Envelope)
-    envelope.headers = {"sent_at": sent_at, "trace": dsc}
-    envelope.items = [item]
-    return envelope
 
 
 class _Bucket:
@@ -131,25 +106,6 @@ class _Bucket:
         self.spans: list[tuple[bytes, int]] = []
         self.size = 0
         self.transaction: str | None = None
-
-
-_TYPES = {str: "string", bool: "boolean", int: "integer", float: "double"}
-
-
-def typed(value: Any) -> dict[str, Any]:
-    """An attribute value in the span v2 wire format, exactly as the SDK types it
-    (``sentry_sdk.utils.format_attribute`` then ``serialize_attribute``)."""
-    kind = _TYPES.get(type(value))
-    if kind is not None and (kind != "double" or math.isfinite(value)):
-        return {"value": value, "type": kind}
-    return serialize_attribute(format_attribute(value))  # type: ignore[return-value]
-
-
-# (the ended span, its segment's span id or 0 when unknown): what the batch processor keeps
-# (the span), plus the one thing only the application's thread knows (its local root).
-_Rec = tuple[Any, int]
-#: Encoded attribute fragments remembered (see ``_attributes_json``); past it, start over.
-_FRAGMENTS_MAX = 8192
 
 
 class StreamSpanProcessor(SpanProcessor):
@@ -187,8 +143,6 @@ class StreamSpanProcessor(SpanProcessor):
         if environment:
             static["sentry.environment"] = environment
         self._static = {key: typed(value) for key, value in static.items()}
-        # ``"k":{...},...`` : the attributes every span starts with, encoded once.
-        self._static_inner = dumps(self._static)[1:-1]
         self._setup()
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
@@ -201,7 +155,7 @@ class StreamSpanProcessor(SpanProcessor):
             os.register_at_fork(after_in_child=restart_in_child)
 
     def _setup(self) -> None:
-        self._queue: deque[_Rec] = deque()
+        self._queue: deque[Rec] = deque()
         self._roots: dict[int, Any] = {}
         self._dropped = 0
         self._drop_lock = threading.Lock()
@@ -214,16 +168,9 @@ class StreamSpanProcessor(SpanProcessor):
         self._buckets: dict[int, _Bucket] = {}
         self._ready: set[int] = set()
         self._lost_full = 0
-        #: segment span id -> ``,"sentry.segment.name":...`` for children sent with or after it
-        self._root_names: dict[int, bytes] = {}
+        self._encoder = SpanEncoder(self._static, self._scrubber)
         self._dsc_for: Any = None
         self._dsc_base: dict[str, str] = {}
-        self._shapes: dict[tuple[str, ...], bool] = {}
-        # Encoded JSON remembered by the export thread (see _encode).
-        self._fragments: dict[tuple[Any, ...], bytes] = {}
-        self._ops: dict[str, bytes] = {}
-        self._names_json: dict[str, bytes] = {}
-        self._segments_json: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self._checks_for: Any = None
         self._checks: list[Callable[[], bool]] = []
         self._waits: list[Callable[[Envelope, float], bool]] = []
@@ -352,7 +299,7 @@ class StreamSpanProcessor(SpanProcessor):
         max_drop = SpanBatcher.MAX_BEFORE_DROP
         max_count = SpanBatcher.MAX_BEFORE_FLUSH
         max_bytes = SpanBatcher.MAX_BYTES_BEFORE_FLUSH
-        encode = self._encode
+        encode = self._encoder.encode
         for _ in range(DRAIN_BATCH):
             if not queue:
                 return False
@@ -408,7 +355,7 @@ class StreamSpanProcessor(SpanProcessor):
             dsc["trace_id"] = bucket.hex
             if bucket.transaction is not None:
                 dsc["transaction"] = bucket.transaction
-            spans = self._close(bucket)
+            spans = self._encoder.close(bucket.spans)
             step = SpanBatcher.MAX_ENVELOPE_SIZE
             for start in range(0, len(spans), step):
                 envelope = span_envelope(sent_at, dsc, spans[start : start + step])
@@ -417,186 +364,6 @@ class StreamSpanProcessor(SpanProcessor):
                 except Exception as exc:
                     with internal_errors("stream.send"):
                         raise exc
-
-    def _close(self, bucket: _Bucket) -> list[bytes]:
-        """The bucket's spans as finished JSON, segment names filled in where known: a child
-        usually ends before its segment, whose final name is known only when it ends."""
-        names = self._root_names
-        out = []
-        for body, needs in bucket.spans:
-            fragment = names.get(needs) if needs else None
-            out.append(body + b"}}" if fragment is None else body + fragment + b"}}")
-        return out
-
-    def _encode(self, rec: _Rec, trace_hex: bytes) -> tuple[bytes, str | None, int]:
-        """One span as span v2 JSON without its last two braces, its segment name when it is a
-        segment, and the segment id whose name it still needs (0: none).
-
-        The attributes are spliced from encoded fragments: the static ones once per processor,
-        Sentry's derived ones per op and segment name, the user's per (key, value) through a
-        bounded memo (:meth:`_attributes_json`), so a span of a known route, host or widget
-        operation costs lookups rather than scrubbing, typing and encoding."""
-        span, segment = rec
-        ctx = span._context
-        parent = span._parent
-        name = span._name
-        kind = span._kind
-        code = span._status._status_code
-        attrs = span._attributes
-        links = span._links
-        start = span._start_time or 0
-        end = span._end_time or 0
-        sid = ctx[1]
-        is_segment = parent is None or parent[2]
-        attributes = getattr(attrs, "_dict", attrs) or {}
-        keys = tuple(attributes)
-        op, description, _status, segment_name, source = classify(
-            name, kind, code, attributes, keys
-        )
-        needs = 0
-        text = self._scrubber.text_cached  # names and descriptions are free text
-        if is_segment:
-            segment_name = text(segment_name)
-            display = segment_name
-            segment_json = self._segment_json(segment_name, source)
-            names = self._root_names
-            if len(names) >= MAX_OPEN:
-                names.clear()
-            names[sid] = segment_json[0]
-            derived = b"%b,%b,%b,%b" % (
-                self._op_json(op),
-                _PLATFORM_JSON,
-                _SEGMENT_ID % sid,
-                segment_json[1],
-            )
-        else:
-            display = text(description)
-            # Unknown (its parent started before this processor was added): the parent.
-            needs = segment or parent[1]
-            derived = b"%b,%b" % (self._op_json(op), _SEGMENT_ID % needs)
-        if not attributes:
-            attributes_json = b"{%b,%b" % (self._static_inner, derived)
-        else:
-            clash = self._shapes.get(keys)
-            if clash is None:
-                clash = any(k in self._static or k in _DERIVED for k in keys)
-                if len(self._shapes) < 4096:
-                    self._shapes[keys] = clash
-            if clash:  # the user's value wins, as in the SDK (its attributes are set last)
-                extra = orjson.loads(b"{" + derived + b"}")
-                user = self._typed_attributes(attributes, keys)
-                attributes_json = dumps({**self._static, **extra, **user})[:-1]
-            else:
-                attributes_json = b"{%b,%b,%b" % (
-                    self._static_inner,
-                    self._attributes_json(attributes),
-                    derived,
-                )
-        head = (
-            b'{"trace_id":"%b","span_id":"%016x","name":%b,"status":"%b","is_segment":%b,'
-            b'"start_timestamp":%d.%09d,"end_timestamp":%d.%09d'
-            % (
-                trace_hex,
-                sid,
-                self._name_json(display),
-                b"error" if code is StatusCode.ERROR else b"ok",
-                b"true" if is_segment else b"false",
-                start // 1_000_000_000,
-                start % 1_000_000_000,
-                end // 1_000_000_000,
-                end % 1_000_000_000,
-            )
-        )
-        if parent is not None:
-            head += b',"parent_span_id":"%016x"' % parent[1]
-        if links:
-            head += b',"links":' + dumps([self._link(link) for link in links])
-        return (
-            head + b',"attributes":' + attributes_json,
-            segment_name if is_segment else None,
-            needs,
-        )
-
-    def _attributes_json(self, attributes: Mapping[str, Any]) -> bytes:
-        """The user's attributes, scrubbed and typed, as JSON members without braces.
-
-        Each ``"key":{"value":...,"type":...}`` is remembered per (key, value) (and the value's
-        type, so that ``1``, ``1.0`` and ``True`` stay apart): the scrubber decides per key and
-        value alone, so splicing remembered members gives exactly what scrubbing the whole
-        mapping gives (``tests/test_sentry_stream.py`` checks it)."""
-        fragments = self._fragments
-        out = []
-        for key, value in attributes.items():
-            cls = type(value)
-            memo = (key, value) if cls is str else (key, value, cls)
-            try:
-                fragment = fragments.get(memo)
-            except TypeError:  # unhashable (a list in a plain dict of attributes)
-                out.append(dumps(self._typed_attributes({key: value}, (key,)))[1:-1])
-                continue
-            if fragment is None:
-                fragment = dumps(self._typed_attributes({key: value}, (key,)))[1:-1]
-                if len(fragments) >= _FRAGMENTS_MAX:  # values vary without bound: start over
-                    fragments.clear()
-                fragments[memo] = fragment
-            out.append(fragment)
-        return b",".join(out)
-
-    def _op_json(self, op: str) -> bytes:
-        hit = self._ops.get(op)
-        if hit is None:
-            hit = b'"sentry.op":' + dumps(typed(op))
-            if len(self._ops) < 4096:
-                self._ops[op] = hit
-        return hit
-
-    def _name_json(self, name: str) -> bytes:
-        hit = self._names_json.get(name)
-        if hit is None:
-            hit = dumps(name)
-            if len(self._names_json) >= _FRAGMENTS_MAX:
-                self._names_json.clear()
-            self._names_json[name] = hit
-        return hit
-
-    def _segment_json(self, name: str, source: str) -> tuple[bytes, bytes]:
-        """(``,"sentry.segment.name":...`` for the children, the segment's own
-        ``"sentry.segment.name":...,"sentry.segment.name.source":...``)."""
-        hit = self._segments_json.get((name, source))
-        if hit is None:
-            named = b'"sentry.segment.name":' + dumps(typed(name))
-            hit = (b"," + named, named + b',"sentry.segment.name.source":' + dumps(typed(source)))
-            if len(self._segments_json) >= _FRAGMENTS_MAX:
-                self._segments_json.clear()
-            self._segments_json[name, source] = hit
-        return hit
-
-    def _typed_attributes(
-        self, attributes: Mapping[str, Any], keys: tuple[str, ...]
-    ) -> dict[str, dict[str, Any]]:
-        """Scrubbed attributes (the scrubber's ``data``) in the wire's typed form."""
-        out: dict[str, dict[str, Any]] = {}
-        types = _TYPES
-        for key, value in self._scrubber.data(attributes).items():
-            kind = types.get(type(value))
-            if kind is None or (kind == "double" and not math.isfinite(value)):
-                out[key] = typed(value)  # sequences, non-finite numbers: the SDK's handling
-            else:
-                out[key] = {"value": value, "type": kind}
-        return out
-
-    def _link(self, link: Any) -> dict[str, Any]:
-        lctx = link.context
-        out: dict[str, Any] = {
-            "trace_id": format(lctx.trace_id, "032x"),
-            "span_id": format(lctx.span_id, "016x"),
-            "sampled": bool(lctx.trace_flags & 1),
-        }
-        if link.attributes:
-            out["attributes"] = {
-                k: typed(v) for k, v in self._scrubber.data(link.attributes).items()
-            }
-        return out
 
     def _dsc_base_for(self, client: Any) -> dict[str, str]:
         dsn = getattr(client, "parsed_dsn", None)

@@ -452,13 +452,13 @@ def test_attribute_scrubbing_matches_the_scrubbers_own_result() -> None:
     }
     processor = StreamSpanProcessor(send_default_pii=False)
     try:
-        ours = processor._typed_attributes(attrs, tuple(attrs))
+        ours = processor._encoder.typed_attributes(attrs, tuple(attrs))
     finally:
         processor.shutdown()
         # The encoded fragments, remembered per (key, value, type), twice (the second from the
         # memo), and with values of equal hash but another type under the same key.
-        spliced = [processor._attributes_json(attrs) for _ in range(2)]
-        kinds = [processor._attributes_json({"widget.count": v}) for v in (1, True, 1.0, 1)]
+        spliced = [processor._encoder.attributes_json(attrs) for _ in range(2)]
+        kinds = [processor._encoder.attributes_json({"widget.count": v}) for v in (1, True, 1.0, 1)]
     expected = {k: typed(v) for k, v in Scrubber(False).data(attrs).items()}
     assert ours == expected
     for fragment in spliced:
