@@ -44,7 +44,7 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
@@ -72,6 +72,24 @@ _DATA = (
     '"widget.usage.input_tokens" VARCHAR, "widget.usage.output_tokens" VARCHAR, '
     '"widget.iteration.number" VARCHAR)'
 )
+# A transaction's child spans are most of the bytes (~10 per line): they are read with the
+# fewest conversions. Our span processor writes their timestamps as epoch seconds, read straight
+# as DOUBLE (an RFC 3339 string there reads as NULL: then the piece is read again with
+# _SPANS_TEXT, see Store._load); the numeric data as DOUBLE (a number in a string converts, as
+# TRY_CAST did). Text for numbers would cost a number-to-string conversion per value.
+_SPAN_DATA = (
+    'STRUCT("widget.outcome" VARCHAR, "gen_ai.agent.name" VARCHAR, "widget.id" VARCHAR, '
+    '"gen_ai.cost.total_tokens" DOUBLE, "gen_ai.usage.input_tokens" DOUBLE, '
+    '"gen_ai.usage.output_tokens" DOUBLE, "gen_ai.request.model" VARCHAR, '
+    '"widget.cost.usd" DOUBLE, "widget.usage.input_tokens" DOUBLE, '
+    '"widget.usage.output_tokens" DOUBLE, "widget.iteration.number" DOUBLE)'
+)
+_SPAN_FIELDS = (
+    "span_id VARCHAR, parent_span_id VARCHAR, op VARCHAR, description VARCHAR, status VARCHAR, "
+    'start_timestamp {ts}, "timestamp" {ts}, data ' + _SPAN_DATA
+)
+_SPANS_FAST = "STRUCT(" + _SPAN_FIELDS.format(ts="DOUBLE") + ")[]"
+_SPANS_TEXT = "STRUCT(" + _SPAN_FIELDS.format(ts="VARCHAR") + ")[]"
 # Span v2 and log items carry typed attributes: {"key": {"value": ..., "type": ...}}.
 _ATTRIBUTE_KEYS = (
     "sentry.op", "sentry.release", "sentry.environment", "sentry.segment.id",
@@ -109,10 +127,7 @@ _COLUMNS = {
         'STRUCT("values" STRUCT("timestamp" VARCHAR, category VARCHAR, message VARCHAR, '
         "level VARCHAR)[])"
     ),
-    "spans": (
-        "STRUCT(span_id VARCHAR, parent_span_id VARCHAR, op VARCHAR, description VARCHAR, "
-        f'status VARCHAR, start_timestamp VARCHAR, "timestamp" VARCHAR, data {_DATA})[]'
-    ),
+    "spans": _SPANS_FAST,
     # Flat records: deploy markers, and the span v2 / log / session items of `wire`.
     "name": "VARCHAR",
     "trace_id": "VARCHAR",
@@ -315,13 +330,25 @@ class Store:
     def _load(self, source: str) -> tuple[int, int]:
         """Parse ``source`` into the derived tables; returns (lines, corrupt lines)."""
         con = self.con
-        columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items()) + "}"
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM read_json(?, "
-            f"format = 'newline_delimited', ignore_errors = true, columns = {columns}, "
-            "maximum_object_size = 268435456)",
-            [source],
-        )
+        for spans in (_SPANS_FAST, _SPANS_TEXT):
+            columns = {**_COLUMNS, "spans": spans}
+            spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE raw AS SELECT *, "
+                # A child whose parent is not the root: its parent has children (see _grouping).
+                "coalesce(list_bool_or(list_transform(spans, lambda x: x.parent_span_id "
+                "IS DISTINCT FROM contexts.trace.span_id)), false) AS nested, "
+                'list_bool_or(list_transform(spans, lambda x: x."timestamp" IS NULL '
+                "OR x.start_timestamp IS NULL)) AS untimed "
+                "FROM read_json(?, format = 'newline_delimited', records = true, "
+                f"ignore_errors = true, columns = {spec}, maximum_object_size = 268435456)",
+                [source],
+            )
+            # Span timestamps as text (RFC 3339): read the piece again, timestamps as text.
+            if spans == _SPANS_TEXT or not con.execute(
+                "SELECT count(*) FROM raw WHERE untimed"
+            ).fetchone()[0]:  # type: ignore[index]
+                break
         lines, corrupt = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE type IS NULL AND event_id IS NULL "
             "AND timestamp IS NULL AND name IS NULL AND sid IS NULL AND release IS NULL) FROM raw"
