@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import duckdb
 
-__all__ = ["insert_statements", "install_macros", "normalise_message"]
+__all__ = ["SPAN_MINUTES", "insert_statements", "install_macros", "normalise_message"]
 
 # Order matters: UUIDs before hex, hex before plain numbers, paths before numbers. Hex ids are
 # 8+ hex digits (shorter runs are English: "face", "bad").
@@ -273,6 +273,13 @@ FROM s LEFT JOIN c ON c.event_id = s.event_id AND c.parent_span_id = s.span_id
 """
 )
 
+#: The roll-up of the spans just inserted (rowid >= the count before), see ``span_minutes``.
+SPAN_MINUTES = """
+INSERT INTO span_minutes
+SELECT floor(ts / 60) * 60, txn_name, op, description, sum(self_ms) FROM spans
+WHERE rowid >= ? GROUP BY ALL
+"""
+
 _BREADCRUMBS = """
 INSERT INTO breadcrumbs
 SELECT event_id, wt_user("user"), wt_ts(b."timestamp"), b.category, b.message, b.level
@@ -304,4 +311,7 @@ FROM raw WHERE type = 'log'
 
 def insert_statements() -> tuple[str, ...]:
     """The statements that move the temporary ``raw`` table into the derived tables."""
-    return (_ERRORS, _TRANSACTIONS, _SPANS_FLAT, _SPANS_NESTED, _BREADCRUMBS, _DEPLOYS, _SESSIONS, _LOGS)
+    return (
+        _ERRORS, _TRANSACTIONS, _SPANS_FLAT, _SPANS_NESTED, _BREADCRUMBS, _DEPLOYS, _SESSIONS,
+        _LOGS,
+    )

@@ -7,6 +7,7 @@
 * ``transactions``: one row per transaction (name, op, status, start/end, duration, release,
   user, service, LLM cost and tokens summed over its spans);
 * ``spans``: one row per child span (op, description, duration, self time, outcome);
+* ``span_minutes``: the spans' self time summed per minute, transaction name, op, description;
 * ``breadcrumbs``: what the app recorded on the way (for journeys);
 * ``deploys``: deploy markers (``widgettrace deploy``);
 * ``sessions``: release-health session updates (span v2, logs and sessions posted by ``wire``).
@@ -44,7 +45,7 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
@@ -169,6 +170,11 @@ CREATE TABLE IF NOT EXISTS spans (
     widget_id VARCHAR, model VARCHAR, cost_usd DOUBLE, input_tokens BIGINT,
     output_tokens BIGINT, iteration BIGINT
 );
+-- Self time per minute (of the span's end), transaction name, op and description: what the
+-- slow-transaction breakdown sums (insights/performance.py), without scanning every span.
+CREATE TABLE IF NOT EXISTS span_minutes (
+    minute DOUBLE, txn_name VARCHAR, op VARCHAR, description VARCHAR, self_ms DOUBLE
+);
 CREATE TABLE IF NOT EXISTS breadcrumbs (
     event_id VARCHAR, user_id VARCHAR, ts DOUBLE, category VARCHAR, message VARCHAR,
     level VARCHAR
@@ -220,7 +226,7 @@ class Store:
         #: Lines read in this call / in total that were not JSON objects.
         self.new_corrupt = 0
         self.new_lines = 0
-        #: Results the views share, valid until the next :meth:`refresh`.
+        #: Results the views share, valid until a :meth:`refresh` ingests something.
         self.cache: dict[str, Any] = {}
 
     # --- queries ------------------------------------------------------------------------------
@@ -258,7 +264,8 @@ class Store:
         """Read what was appended since the last call; returns the number of new lines."""
         pieces, seen = self._plan()
         self.new_lines = self.new_corrupt = 0
-        self.cache.clear()
+        if pieces:  # what the views computed from the old tables is stale
+            self.cache.clear()
         for piece in pieces:
             self._ingest(piece)
         # Forget files that rotated off the end (their rows stay).
@@ -355,8 +362,11 @@ class Store:
         ).fetchone() or (0, 0)
         self.new_lines += int(lines)
         self.new_corrupt += int(corrupt)
+        # Rows are only ever appended to spans: the new ones are those past the old count.
+        before = int(con.execute("SELECT count(*) FROM spans").fetchone()[0])  # type: ignore[index]
         for statement in _grouping.insert_statements():
             con.execute(statement)
+        con.execute(_grouping.SPAN_MINUTES, [before])
         con.execute("DROP TABLE raw")
         return int(lines), int(corrupt)
 

@@ -205,7 +205,8 @@ def standup(
     errors_14d = store.scalar(f"SELECT count(*) FROM errors WHERE {cond}", params) or 0
     first_ts = store.scalar("SELECT min(ts) FROM errors") or since
     days = max(1.0, min(14.0, (since - first_ts) / _DAY)) if first_ts < since else None
-    slow = performance.endpoints(store, window)[:3]
+    endpoint_rows = performance.endpoints(store, window)
+    slow = endpoint_rows[:3]
     per_release: dict[str, int] = {}
     for i in new:
         per_release[i["first_release"] or "(no release)"] = per_release.get(
@@ -241,7 +242,7 @@ def standup(
                 i for i in spiking if i not in regressed]),
             "new_issues_per_release": per_release,
         },
-        "breakdown": performance.breakdown(store, window, top=2),
+        "breakdown": performance.breakdown(store, window, top=2, endpoint_rows=endpoint_rows),
         "issues_total": int(store.scalar(
             f"SELECT count(DISTINCT group_key) FROM errors WHERE {total_cond}", total_params
         ) or 0),
