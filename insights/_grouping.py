@@ -187,10 +187,11 @@ FROM raw WHERE type = 'span' AND is_segment
 """
 
 # Child spans plus the root (the transaction itself), each with its self time: its duration
-# less its direct children's. Most transactions are flat (every child's parent is the root,
-# ``raw.nested`` false): there a child's self time is its duration and the root's is its own less
-# the sum of its children's, computed inside the row. Only nested transactions and span v2 items
-# need the join of each span with its children's durations (``_SPANS_NESTED``).
+# less its direct children's. Most transactions are flat (every child's parent is the root:
+# flag 1 of ``raw.span_flags`` unset): there a child's self time is its duration and the
+# root's is its own less the sum of its children's, computed inside the row. Only nested
+# transactions and span v2 items need the join of each span with its children's durations
+# (``_SPANS_NESTED``).
 _CHILD = """
     SELECT event_id, contexts.trace.trace_id AS trace_id,
         u.s.span_id AS span_id, u.s.parent_span_id AS parent_span_id, transaction AS txn_name,
@@ -229,21 +230,21 @@ _SPAN_ROW = """
 
 _SPANS_FLAT = (
     "INSERT INTO spans SELECT " + _SPAN_ROW.format(child="coalesce(child, 0.0)") + " FROM ("
-    + _CHILD.format(child="0.0", which="NOT nested")
+    + _CHILD.format(child="0.0", which="span_flags & 1 = 0")
     + " UNION ALL "
     + _ROOT.format(
         child="list_sum(list_transform(spans, lambda x: wt_ts(x.timestamp) "
         "- wt_ts(x.start_timestamp)))",
-        which="NOT nested",
+        which="span_flags & 1 = 0",
     )
     + ")"
 )
 
 _SPANS_NESTED = (
     "INSERT INTO spans WITH s AS ("
-    + _CHILD.format(child="NULL", which="nested")
+    + _CHILD.format(child="NULL", which="span_flags & 1 = 1")
     + " UNION ALL "
-    + _ROOT.format(child="NULL", which="nested")
+    + _ROOT.format(child="NULL", which="span_flags & 1 = 1")
     + """
     UNION ALL
     SELECT coalesce(attributes."sentry.segment.id".value, span_id), trace_id, span_id,

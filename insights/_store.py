@@ -342,18 +342,19 @@ class Store:
             spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE raw AS SELECT *, "
-                # A child whose parent is not the root: its parent has children (see _grouping).
-                "coalesce(list_bool_or(list_transform(spans, lambda x: x.parent_span_id "
-                "IS DISTINCT FROM contexts.trace.span_id)), false) AS nested, "
-                'list_bool_or(list_transform(spans, lambda x: x."timestamp" IS NULL '
-                "OR x.start_timestamp IS NULL)) AS untimed "
+                # One pass over each line's spans for two flags: 1, a child whose parent is not
+                # the root (its parent has children, see _grouping); 2, a span time not read.
+                "coalesce(list_aggregate(list_transform(spans, lambda x: CASE WHEN "
+                "x.parent_span_id IS DISTINCT FROM contexts.trace.span_id THEN 1 ELSE 0 END "
+                '+ CASE WHEN x."timestamp" IS NULL OR x.start_timestamp IS NULL THEN 2 ELSE 0 '
+                "END), 'bit_or'), 0) AS span_flags "
                 "FROM read_json(?, format = 'newline_delimited', records = true, "
                 f"ignore_errors = true, columns = {spec}, maximum_object_size = 268435456)",
                 [source],
             )
             # Span timestamps as text (RFC 3339): read the piece again, timestamps as text.
             if spans == _SPANS_TEXT or not con.execute(
-                "SELECT count(*) FROM raw WHERE untimed"
+                "SELECT count(*) FROM raw WHERE span_flags & 2 = 2"
             ).fetchone()[0]:  # type: ignore[index]
                 break
         lines, corrupt = con.execute(
