@@ -44,8 +44,7 @@ def _period_figures(store: Store, window: Window) -> dict[str, Any]:
             avg(duration_ms) AS all_avg, quantile_cont(duration_ms, 0.95) AS all_p95,
             coalesce(sum(llm_cost), 0) AS llm_cost, coalesce(sum(llm_tokens), 0) AS llm_tokens,
             coalesce(sum(discovery_ok), 0) AS discovery_ok,
-            coalesce(sum(discovery_failed), 0) AS discovery_failed,
-            count(DISTINCT user_id) AS users
+            coalesce(sum(discovery_failed), 0) AS discovery_failed
         FROM transactions WHERE {cond}
         """,
         params,
