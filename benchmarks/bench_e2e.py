@@ -453,6 +453,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--result-name", default="e2e", help="writes results/<name>.json")
     p.add_argument("--keep", action="store_true", help="keep server logs and local logs")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=BASE:KEY=VALUE[;KEY=VALUE]",
+        help="an extra config for ablations: BASE's environment plus these settings, e.g. "
+        "'nosess=widgettrace:WIDGETTRACE_SESSIONS=off' (repeatable; add NAME to --configs)",
+    )
     return p.parse_args(argv)
 
 
@@ -462,6 +470,15 @@ def _median(values: Sequence[float]) -> float | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    for spec in args.variant:
+        name, _, rest = spec.partition("=")
+        base, _, settings = rest.partition(":")
+        if base not in CONFIGS or not name:
+            print(f"bad --variant {spec!r}: want NAME=BASE:KEY=VALUE;...", file=sys.stderr)
+            return 2
+        extra = dict(kv.split("=", 1) for kv in settings.split(";") if "=" in kv)
+        cfg = CONFIGS[base]
+        CONFIGS[name] = Config(cfg.venv, cfg.launcher, {**cfg.env, **extra}, cfg.sink)
     rounds = args.rounds or (1 if args.quick else 3)
     duration = args.duration or (2.0 if args.quick else 5.0)
     warmup = args.warmup or (1.0 if args.quick else 2.0)

@@ -5,8 +5,9 @@ The SDK's ``HttpTransport`` sends each envelope through a urllib3 ``PoolManager`
 envelope of a plain kept-alive ``http.client.HTTPConnection``, measured on this project's 2-core
 machines, and the one worker thread sends serially. :class:`KeepAliveRequests` replaces only the
 request layer (``_make_pool`` / ``_request``) for the simple case (an ``http://`` DSN, no proxy
-from the options or the environment, no socket options, no ``keep_alive``): one kept-alive stdlib
-``HTTPConnection`` per sending thread, which writes the request and parses the response.
+from the options or the environment, no socket options, no ``keep_alive``): one kept-alive
+connection per sending thread, on a plain socket, which writes the request and reads the
+response itself (:class:`_Connection`; half the CPU of ``http.client`` per request).
 Everything else (``https`` DSNs, proxies, custom sockets) takes the stock urllib3 path unchanged.
 
 What stays the SDK's: the ``BackgroundWorker``, envelope preparation and serialisation, rate limits
@@ -29,6 +30,7 @@ import http.client
 import os
 import select
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -47,6 +49,8 @@ else:
 #: Idle connections kept per transport (one per thread that sent concurrently; the delivery
 #: transport runs at most 32 senders).
 _MAX_IDLE = 32
+#: An idle connection reused within this many seconds is not polled for a close first.
+_FRESH_S = 0.25
 
 
 class _Headers(dict[str, str]):
@@ -70,40 +74,50 @@ class _Response:
         """The body was read in full; the connection stays with the transport."""
 
 
-class _Connection:
-    """One kept-alive ``http.client.HTTPConnection``: the stdlib writes the request and reads the
-    response (``Content-Length``, chunked or to the close; 1xx skipped; ``Connection: close``
-    and HTTP/1.0 honoured through ``will_close``). Not thread-safe (one user at a time)."""
+class _BadResponse(http.client.HTTPException):
+    """What the server sent is not an HTTP/1.x response we can read."""
 
-    __slots__ = ("conn", "pid")
+
+_MAX_HEAD = 65_536  # status line and headers; relay's are a few hundred bytes
+
+
+class _Connection:
+    """One kept-alive HTTP/1.1 connection on a plain socket. Not thread-safe (one user at a time).
+
+    It writes each request as one buffer and reads the response itself: status line and
+    headers, then the body by ``Content-Length``, chunked, or to the close; 1xx answers are
+    skipped, and ``Connection: close``, HTTP/1.0 and stray bytes after a response make the
+    connection single-use. ``http.client`` did the same at twice the CPU per request (its
+    header parsing goes through the ``email`` package), and this runs once per envelope.
+    """
+
+    __slots__ = ("buf", "host", "pid", "poller", "sock", "used")
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
         self.pid = os.getpid()
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        name = f"[{host}]" if ":" in host else host  # an IPv6 address, as http.client writes it
+        self.host = (name if port == 80 else f"{name}:{port}").encode("idna")
+        self.sock = socket.create_connection((host, port), timeout=timeout)
         try:
-            conn.connect()
-            if conn.sock is not None:
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.poller = select.poll()
+            self.poller.register(self.sock, select.POLLIN)
         except BaseException:
-            conn.close()
+            self.sock.close()
             raise
-        self.conn = conn
+        self.buf = bytearray()
+        self.used = 0.0  # when it went back to the idle list
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.conn.close()
+            self.sock.close()
 
     def dropped(self) -> bool:
         """Whether this idle connection was closed by the server (or has stray bytes to read)."""
-        sock = self.conn.sock
-        if sock is None:
-            return True
-        # Readable while idle means EOF, a reset or stray bytes: not reusable. (sock.recv would
+        # Readable while idle means EOF, a reset or stray bytes: not reusable. (recv would
         # wait for the socket's timeout first, so poll with a zero timeout, as urllib3 does.)
         try:
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
+            return bool(self.poller.poll(0))
         except (OSError, ValueError):
             return True
 
@@ -111,15 +125,111 @@ class _Connection:
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[_Response, bool]:
         """Send one request; return the response and whether the connection can be reused."""
-        conn = self.conn
-        conn.request(method, path, body=body, headers=headers)
-        answer = conn.getresponse()
-        data = answer.read()
+        head = [f"{method} {path} HTTP/1.1".encode("ascii"), b"Host: " + self.host]
+        head.append(b"Content-Length: %d" % len(body))
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
+                # Refused, as http.client refuses it: a line break would inject a header.
+                raise ValueError(f"Invalid header value {value!r}")
+            head.append(f"{name}: {value}".encode("latin-1"))
+        head.append(b"\r\n")
+        self.sock.sendall(b"\r\n".join(head) + body)
+        while True:
+            version, status, received = self._read_head()
+            if not (100 <= status < 200):
+                break  # 1xx (100 Continue): the real answer follows
+        reusable = version == b"HTTP/1.1"
+        connection = received.get("connection", "").lower()
+        if "close" in connection:
+            reusable = False
+        elif "keep-alive" in connection:
+            reusable = True
+        if "chunked" in received.get("transfer-encoding", "").lower():
+            data = self._read_chunked()
+        elif "content-length" in received:
+            try:
+                length = int(received["content-length"])
+            except ValueError:
+                raise _BadResponse("bad Content-Length") from None
+            data = self._read_exact(length)
+        elif status in (204, 304) or method == "HEAD":
+            data = b""
+        else:  # delimited by the close
+            data = self._read_to_close()
+            reusable = False
+        if self.buf:
+            reusable = False  # bytes nobody asked for: the stream is out of step
+        return _Response(status, received, data), reusable
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65_536)
+        if not chunk:
+            raise http.client.RemoteDisconnected("the server closed the connection")
+        self.buf += chunk
+
+    def _read_head(self) -> tuple[bytes, int, _Headers]:
+        buf = self.buf
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(buf) > _MAX_HEAD:
+                raise _BadResponse("response headers too long")
+            self._fill()
+        lines = bytes(buf[:end]).split(b"\r\n")
+        del buf[: end + 4]
+        parts = lines[0].split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise _BadResponse(f"bad status line {lines[0][:80]!r}")
         received = _Headers()
-        for name, value in answer.getheaders():
-            key = name.lower()
-            received[key] = f"{received[key]}, {value}" if key in received else value
-        return _Response(answer.status, received, data), not answer.will_close
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise _BadResponse(f"bad header line {line[:80]!r}")
+            key = name.strip().decode("latin-1").lower()
+            text = value.strip().decode("latin-1")
+            received[key] = f"{received[key]}, {text}" if key in received else text
+        return parts[0], int(parts[1]), received
+
+    def _read_exact(self, length: int) -> bytes:
+        buf = self.buf
+        while len(buf) < length:
+            self._fill()
+        data = bytes(buf[:length])
+        del buf[:length]
+        return data
+
+    def _read_line(self) -> bytes:
+        buf = self.buf
+        while (end := buf.find(b"\r\n")) < 0:
+            if len(buf) > _MAX_HEAD:
+                raise _BadResponse("chunk header too long")
+            self._fill()
+        line = bytes(buf[:end])
+        del buf[: end + 2]
+        return line
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            try:
+                size = int(self._read_line().split(b";", 1)[0], 16)
+            except ValueError:
+                raise _BadResponse("bad chunk size") from None
+            if size == 0:
+                while self._read_line():  # trailers, up to the empty line
+                    pass
+                return b"".join(parts)
+            parts.append(self._read_exact(size))
+            self._read_line()  # the CRLF after each chunk
+
+    def _read_to_close(self) -> bytes:
+        with contextlib.suppress(http.client.RemoteDisconnected):
+            while True:
+                self._fill()
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
 
 
 def fast_path_reason(transport: HttpTransport) -> str | None:
@@ -188,7 +298,7 @@ class KeepAliveRequests(_Base):
             path = self._fast_paths[endpoint_type] = url.path + (
                 f"?{url.query}" if url.query else ""
             )
-        # http.client sets Host and Content-Length, and refuses a header with a line break.
+        # The connection writes Host and Content-Length, and refuses a header with a line break.
         sent = {
             key: value
             for key, value in headers.items()
@@ -215,6 +325,7 @@ class KeepAliveRequests(_Base):
             conn.close()
             raise
         if reusable and len(self._fast_idle) < _MAX_IDLE:
+            conn.used = time.monotonic()
             self._fast_idle.append(conn)
         else:
             conn.close()
@@ -236,7 +347,10 @@ class KeepAliveRequests(_Base):
                 break
             if conn.pid != pid:
                 continue  # inherited over fork(): the parent's socket, leave it alone
-            if not conn.dropped():
+            # Idle for a moment only: a server closes a kept-alive connection after seconds,
+            # not milliseconds, and a reused one that fails is retried once on a new one
+            # (_request), so skip the poll() system call under load.
+            if time.monotonic() - conn.used < _FRESH_S or not conn.dropped():
                 return conn, True
             conn.close()
         return self._new_connection(), False

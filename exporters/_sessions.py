@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
+import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -59,6 +60,7 @@ _names: OrderedDict[str, str] = OrderedDict()
 _names_lock = threading.Lock()
 _open: weakref.WeakSet[Session] = weakref.WeakSet()
 _MAX_NAMES = 10_000
+_REQUEST_SID = uuid.UUID(int=0)
 _state: dict[str, Any] = {"mode": "off", "release": None, "environment": None, "warned": False}
 
 
@@ -78,14 +80,18 @@ def _capture(sess: Session) -> None:
         return
     if not sess.release:
         if not _state["warned"]:
-            _state["warned"] = True
-            # INFO, not WARNING: an app without a release is normal (dev, scripts).
-            logger.info(
-                "widgettrace: release-health sessions need a release (SENTRY_RELEASE or "
-                "OTEL_RESOURCE_ATTRIBUTES service.version); none are sent"
-            )
+            _warn_no_release()
         return
     client.capture_session(sess)
+
+
+def _warn_no_release() -> None:
+    _state["warned"] = True
+    # INFO, not WARNING: an app without a release is normal (dev, scripts).
+    logger.info(
+        "widgettrace: release-health sessions need a release (SENTRY_RELEASE or "
+        "OTEL_RESOURCE_ATTRIBUTES service.version); none are sent"
+    )
 
 
 def note_error(handled: bool) -> None:
@@ -210,12 +216,19 @@ class SessionProcessor(SpanProcessor):
                 self._block(span)
             if span._kind is not SpanKind.SERVER:
                 return
+            if not self._release:
+                if not _state["warned"]:
+                    _warn_no_release()
+                return  # no session without a release: build none
             parent = span._parent
             if parent is not None and not parent.is_remote:
                 return
             status, errors = _span_status(span)
             start = span._start_time or 0
             sess = Session(
+                # Aggregated per minute and never sent one by one: one id for all of them
+                # saves a uuid4 (an os.urandom call) per request on the application's thread.
+                sid=_REQUEST_SID,
                 started=datetime.fromtimestamp(start / 1e9, timezone.utc),
                 release=self._release,
                 environment=self._environment,

@@ -106,6 +106,9 @@ DEFAULT_TICK_S = 0.05
 #: Span ids of sent transactions are remembered this long to recognise late children quickly
 #: (after that a late child still goes out, when the open-span timeout expires).
 SENT_RETENTION_S = 30.0
+#: ... and at most this many sends (a busy server sends a thousand traces a second: 30 s of
+#: them was ~10 MB of ids, most of the RSS the process gained under load).
+SENT_RETENTION_MAX = 10_000
 #: How long the export thread waits for room in a full transport queue before letting the SDK
 #: drop (and count) a transaction.
 BACKPRESSURE_WAIT_S = 2.0
@@ -473,11 +476,11 @@ class WidgetTraceSpanProcessor(SpanProcessor):
                 self._flush_trace(tid, buf, now, force=True)
         pending = self._forget
         sent = self._sent
-        while pending and pending[0][0] <= forget:
-            _, tid = pending.popleft()
+        while pending and (pending[0][0] <= forget or len(pending) > SENT_RETENTION_MAX):
+            when, tid = pending.popleft()
             # A trace sent to again later is queued again; only its last entry forgets it.
             last = self._last_sent.get(tid)
-            if last is None or last <= forget:
+            if last is None or last <= max(forget, when):
                 sent.pop(tid, None)
                 self._last_sent.pop(tid, None)
 

@@ -13,7 +13,11 @@ What it builds:
   (``processor``, the default; with no DSN it writes the local log), Sentry's OTLP endpoint
   (``otlp``) or nothing (``off``);
 * the exporters named by ``OTEL_TRACES_EXPORTER`` (``otlp`` to a collector), as upstream;
-* the propagators: ``OTEL_PROPAGATORS`` if set, else W3C tracecontext + baggage + sentry-trace.
+* the propagators: ``OTEL_PROPAGATORS`` if set, else W3C tracecontext + baggage + sentry-trace;
+* with no metrics exporter (``OTEL_METRICS_EXPORTER=none``) every meter disabled through the
+  SDK's own meter configurator: a ``MeterProvider`` without readers can never be read, yet each
+  request's histogram and counter measurements cost about a tenth of the framework
+  instrumentation's time on the application's thread.
 
 A failure here is logged in one line and the application runs on without telemetry: the
 configurator never raises into ``opentelemetry-instrument``.
@@ -156,6 +160,25 @@ def _scrubbed_exports(settings: Settings) -> dict[str, Any]:
     return {"export_span_processor": scrubbing_export_processor(scrubber_for(settings))}
 
 
+def _meters_off() -> dict[str, Any]:
+    """``meter_configurator`` disabling every meter when no metrics exporter is configured."""
+    import inspect
+
+    if os.environ.get("OTEL_PYTHON_METER_CONFIGURATOR"):
+        return {}  # the user's own configurator decides
+    if "meter_configurator" not in inspect.signature(_initialize_components).parameters:
+        return {}
+    raw = os.environ.get("OTEL_METRICS_EXPORTER", "otlp")  # upstream's default when unset
+    if any(n.strip() and n.strip().lower() != "none" for n in raw.split(",")):
+        return {}
+    try:
+        from opentelemetry.sdk.metrics._internal import _MeterConfig
+    except ImportError:  # an SDK without it: measurements are recorded and never read
+        return {}
+    disabled = _MeterConfig(is_enabled=False)
+    return {"meter_configurator": lambda _scope: disabled}
+
+
 def configure(*, auto_instrumentation_version: str | None = None) -> bool:
     """Set up tracing and Sentry export for this process; returns whether it did.
 
@@ -183,6 +206,7 @@ def configure(*, auto_instrumentation_version: str | None = None) -> bool:
                 resource_attributes=resource_attributes,
                 span_processors=processors,
                 **_scrubbed_exports(settings),
+                **_meters_off(),
             )
             _install_propagator(settings)
         except Exception:

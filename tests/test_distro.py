@@ -198,3 +198,28 @@ def test_otlp_to_a_collector_and_a_missing_exporter(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if "no-such-exporter" in line]
     assert len(lines) == 1, result.stderr
     assert "/v1/traces" in received
+
+
+METER_PROBE = r"""
+import json
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+counter = metrics.get_meter("probe").create_counter("probe.requests")
+print(json.dumps({"sdk": isinstance(metrics.get_meter_provider(), MeterProvider),
+                  "enabled": counter._is_enabled()}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("exporter", "enabled"), [("none", False), ("console", True), (None, True)]
+)
+def test_meters_are_off_only_when_nothing_can_read_them(
+    tmp_path: Path, exporter: str | None, enabled: bool
+) -> None:
+    # No metrics exporter: a MeterProvider without readers, whose measurements (a histogram
+    # and a counter per request in the FastAPI instrumentation) nobody can ever read.
+    env = {} if exporter is None else {"OTEL_METRICS_EXPORTER": exporter}
+    env["OTEL_METRIC_EXPORT_INTERVAL"] = "600000"  # console: nothing printed during the probe
+    data = probe(run_instrumented(tmp_path, env, ["python", "-c", METER_PROBE]))
+    assert data == {"sdk": True, "enabled": enabled}

@@ -275,6 +275,26 @@ def test_sent_span_ids_are_forgotten_after_the_retention(
         assert p.processor._open == {}
 
 
+def test_sent_span_ids_are_remembered_for_a_bounded_number_of_traces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A busy server sends a thousand traces a second: 30 s of their ids was ~10 MB of RSS.
+    from widgettrace.exporters import sentry as sentry_mod
+
+    monkeypatch.setattr(sentry_mod, "SENT_RETENTION_MAX", 10)
+    with sentry_pipeline(grace_s=0.0) as p:
+        for i in range(50):
+            with p.tracer.start_as_current_span(f"job {i}"):
+                pass
+        p.flush()
+        assert len(p.transport.transactions()) == 50
+        deadline = time.monotonic() + 5  # the next expiry scan, at most a second away
+        while len(p.processor._sent) > 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(p.processor._sent) == 10  # the newest ten, well within the 30 s
+        assert len(p.processor._forget) == 10
+
+
 def test_children_of_a_never_ended_span_are_sent_after_the_timeout() -> None:
     with sentry_pipeline(open_span_timeout_s=0.3) as p:
         tracer = p.tracer
