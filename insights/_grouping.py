@@ -170,11 +170,14 @@ SELECT
         coalesce(TRY_CAST(s.data."gen_ai.usage.input_tokens" AS BIGINT), 0)
         + coalesce(TRY_CAST(s.data."gen_ai.usage.output_tokens" AS BIGINT), 0)
         END)), 0),
-    len(list_filter(spans, lambda s: s.op = 'widget.discovery'
-        AND s.data."widget.outcome" = 'success')),
-    len(list_filter(spans, lambda s: s.op = 'widget.discovery'
-        AND s.data."widget.outcome" = 'failure'))
-FROM raw WHERE type = 'transaction'
+    discovery % 4294967296,
+    discovery // 4294967296
+-- Discovery spans' outcomes counted in one pass over the spans: a success adds 1, a failure
+-- 2^32 (no transaction has 2^32 spans), split again above.
+FROM (SELECT *, CASE WHEN spans IS NOT NULL THEN coalesce(list_sum(list_transform(spans,
+        lambda s: CASE WHEN s.op = 'widget.discovery' THEN CASE s.data."widget.outcome"
+            WHEN 'success' THEN 1 WHEN 'failure' THEN 4294967296 END END)), 0) END AS discovery
+      FROM raw WHERE type = 'transaction')
 UNION ALL
 -- Span streaming (span v2 lines): each segment span is what a transaction was.
 SELECT span_id, trace_id, span_id, name, attributes."sentry.op".value, coalesce(status, 'ok'),
