@@ -117,7 +117,12 @@ def test_tail_pretty_prints_errors_and_transactions(
 
     proc = run_cli("tail", str(path))
     assert proc.returncode == 0, proc.stderr
-    error, txn, warning = proc.stdout.splitlines()
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3, lines
+    # Errors may be written ahead of a transaction captured before them (errors go first).
+    (error,) = [line for line in lines if "ERROR" in line]
+    (txn,) = [line for line in lines if "TXN" in line]
+    (warning,) = [line for line in lines if "WARNING" in line]
     assert "ERROR" in error
     assert "JSONDecodeError: Expecting property name enclosed in double quotes" in error
     assert f"test_cli.py:{LOAD_LINE} load_widget_config" in error  # in-app, not json/decoder.py

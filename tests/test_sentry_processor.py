@@ -258,7 +258,7 @@ def test_late_spans_of_a_late_span_follow_it_and_keep_their_data() -> None:
 def test_sent_span_ids_are_forgotten_after_the_retention(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from widgettrace.exporters import sentry as sentry_mod
+    from widgettrace.exporters import _transactions as sentry_mod
 
     monkeypatch.setattr(sentry_mod, "SENT_RETENTION_S", 0.0)
     with sentry_pipeline(grace_s=0.0) as p:
@@ -279,7 +279,7 @@ def test_sent_span_ids_are_remembered_for_a_bounded_number_of_traces(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A busy server sends a thousand traces a second: 30 s of their ids was ~10 MB of RSS.
-    from widgettrace.exporters import sentry as sentry_mod
+    from widgettrace.exporters import _transactions as sentry_mod
 
     monkeypatch.setattr(sentry_mod, "SENT_RETENTION_MAX", 10)
     with sentry_pipeline(grace_s=0.0) as p:
@@ -485,7 +485,7 @@ def test_a_forked_child_exports_with_its_own_thread() -> None:
 def test_transaction_envelope_is_what_the_sdk_constructors_build() -> None:
     from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
-    from widgettrace.exporters.sentry import _transaction_envelope
+    from widgettrace.exporters._transactions import _transaction_envelope
 
     headers = {"event_id": "ab" * 16, "sent_at": "2026-11-28T00:00:00.000000Z"}
     payload = b'{"type":"transaction","spans":[{"span_id":"1"}]}'

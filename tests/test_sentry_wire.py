@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind
 from receivers.sentry_receiver import SentryReceiver
 from test_sentry_support import make_settings
 
-from widgettrace.exporters import _sentry_errors
+from widgettrace.exporters import _sentry_errors, _transactions
 from widgettrace.exporters import sentry as sentry_exporter
 from widgettrace.exporters.sentry import WidgetTraceSpanProcessor, configure_sentry
 from widgettrace.instrumentation import scope
@@ -187,7 +187,7 @@ def test_a_receiver_that_cannot_keep_up_gets_drops_counted(
 ) -> None:
     caplog.set_level("WARNING", logger="widgettrace")
     monkeypatch.setattr(sentry_exporter, "TRANSPORT_QUEUE_SIZE", 5)
-    monkeypatch.setattr(sentry_exporter, "BACKPRESSURE_WAIT_S", 0.05)
+    monkeypatch.setattr(_transactions, "BACKPRESSURE_WAIT_S", 0.05)
     settings = make_settings(sentry_dsn=receiver.dsn)
     receiver.set_fault("slow", delay=0.2)
     with configured(settings) as (provider, processor):
