@@ -370,7 +370,9 @@ def configure_sentry(
     scrubber = scrubber_for(settings)
     kwargs: dict[str, Any] = {
         "resource": resource,
-        "release": options.get("release"),
+        # The SDK may have found one itself (SENTRY_RELEASE, a git checkout): errors carry it, so
+        # transactions, spans and sessions must too.
+        "release": options.get("release") or client.options.get("release"),
         "environment": options.get("environment") or client.options.get("environment"),
         "send_default_pii": bool(settings.send_default_pii),
         "max_spans_per_transaction": settings.max_spans_per_transaction,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import duckdb
 
-__all__ = ["insert_statements", "install_macros", "normalise_message"]
+__all__ = ["SPAN_MINUTES", "insert_statements", "install_macros", "normalise_message"]
 
 # Order matters: UUIDs before hex, hex before plain numbers, paths before numbers. Hex ids are
 # 8+ hex digits (shorter runs are English: "face", "bad").
@@ -170,11 +170,14 @@ SELECT
         coalesce(TRY_CAST(s.data."gen_ai.usage.input_tokens" AS BIGINT), 0)
         + coalesce(TRY_CAST(s.data."gen_ai.usage.output_tokens" AS BIGINT), 0)
         END)), 0),
-    len(list_filter(spans, lambda s: s.op = 'widget.discovery'
-        AND s.data."widget.outcome" = 'success')),
-    len(list_filter(spans, lambda s: s.op = 'widget.discovery'
-        AND s.data."widget.outcome" = 'failure'))
-FROM raw WHERE type = 'transaction'
+    discovery % 4294967296,
+    discovery // 4294967296
+-- Discovery spans' outcomes counted in one pass over the spans: a success adds 1, a failure
+-- 2^32 (no transaction has 2^32 spans), split again above.
+FROM (SELECT *, CASE WHEN spans IS NOT NULL THEN coalesce(list_sum(list_transform(spans,
+        lambda s: CASE WHEN s.op = 'widget.discovery' THEN CASE s.data."widget.outcome"
+            WHEN 'success' THEN 1 WHEN 'failure' THEN 4294967296 END END)), 0) END AS discovery
+      FROM raw WHERE type = 'transaction')
 UNION ALL
 -- Span streaming (span v2 lines): each segment span is what a transaction was.
 SELECT span_id, trace_id, span_id, name, attributes."sentry.op".value, coalesce(status, 'ok'),
@@ -187,14 +190,17 @@ FROM raw WHERE type = 'span' AND is_segment
 """
 
 # Child spans plus the root (the transaction itself), each with its self time: its duration
-# less its direct children's.
-_SPANS = """
-INSERT INTO spans
-WITH s AS (
+# less its direct children's. Most transactions are flat (every child's parent is the root:
+# flag 1 of ``raw.span_flags`` unset): there a child's self time is its duration and the
+# root's is its own less the sum of its children's, computed inside the row. Only nested
+# transactions and span v2 items need the join of each span with its children's durations
+# (``_SPANS_NESTED``).
+_CHILD = """
     SELECT event_id, contexts.trace.trace_id AS trace_id,
         u.s.span_id AS span_id, u.s.parent_span_id AS parent_span_id, transaction AS txn_name,
         u.s.op AS op, u.s.description AS description,
         wt_ts(u.s.start_timestamp) AS start, wt_ts(u.s.timestamp) AS ts,
+        {child} AS child,
         u.s.status AS status,
         u.s.data."widget.outcome" AS outcome,
         u.s.data."gen_ai.agent.name" AS agent,
@@ -203,25 +209,52 @@ WITH s AS (
         wt_llm_in(u.s.data) AS input_tokens, wt_llm_out(u.s.data) AS output_tokens,
         TRY_CAST(u.s.data."widget.iteration.number" AS BIGINT) AS iteration
     FROM (SELECT event_id, contexts, transaction, unnest(spans) AS s FROM raw
-          WHERE type = 'transaction') AS u
-    UNION ALL
-    -- The root span: its parent is the remote caller's span (another service's transaction),
-    -- which is how a trace is assembled across services (insights/agent_trace.py).
+          WHERE type = 'transaction' AND {which}) AS u
+"""
+# The root span: its parent is the remote caller's span (another service's transaction),
+# which is how a trace is assembled across services (insights/agent_trace.py).
+_ROOT = """
     SELECT event_id, contexts.trace.trace_id, contexts.trace.span_id,
         contexts.trace.parent_span_id, transaction,
         contexts.trace.op, transaction, wt_ts(start_timestamp), wt_ts(timestamp),
+        {child},
         contexts.trace.status, contexts.trace.data."widget.outcome",
         contexts.trace.data."gen_ai.agent.name", contexts.trace.data."widget.id",
         contexts.trace.data."gen_ai.request.model", wt_llm_cost(contexts.trace.data),
         wt_llm_in(contexts.trace.data), wt_llm_out(contexts.trace.data),
         TRY_CAST(contexts.trace.data."widget.iteration.number" AS BIGINT)
-    FROM raw WHERE type = 'transaction'
+    FROM raw WHERE type = 'transaction' AND {which}
+"""
+_SPAN_ROW = """
+    event_id, trace_id, span_id, parent_span_id, txn_name, op, description,
+    start, ts, (ts - start) * 1000.0, greatest(0.0, (ts - start) - {child}) * 1000.0,
+    status, outcome, agent, widget_id, model, cost_usd, input_tokens, output_tokens, iteration
+"""
+
+_SPANS_FLAT = (
+    "INSERT INTO spans SELECT " + _SPAN_ROW.format(child="coalesce(child, 0.0)") + " FROM ("
+    + _CHILD.format(child="0.0", which="span_flags & 1 = 0")
+    + " UNION ALL "
+    + _ROOT.format(
+        child="list_sum(list_transform(spans, lambda x: wt_ts(x.timestamp) "
+        "- wt_ts(x.start_timestamp)))",
+        which="span_flags & 1 = 0",
+    )
+    + ")"
+)
+
+_SPANS_NESTED = (
+    "INSERT INTO spans WITH s AS ("
+    + _CHILD.format(child="NULL", which="span_flags & 1 = 1")
+    + " UNION ALL "
+    + _ROOT.format(child="NULL", which="span_flags & 1 = 1")
+    + """
     UNION ALL
     SELECT coalesce(attributes."sentry.segment.id".value, span_id), trace_id, span_id,
         CASE WHEN NOT coalesce(is_segment, false) THEN parent_span_id END,
         coalesce(attributes."sentry.segment.name".value, CASE WHEN is_segment THEN name END),
         attributes."sentry.op".value, name,
-        wt_ts(start_timestamp), wt_ts(end_timestamp), status,
+        wt_ts(start_timestamp), wt_ts(end_timestamp), NULL, status,
         attributes."widget.outcome".value, attributes."gen_ai.agent.name".value,
         attributes."widget.id".value, attributes."gen_ai.request.model".value,
         TRY_CAST(coalesce(attributes."gen_ai.cost.total_tokens".value,
@@ -236,12 +269,19 @@ WITH s AS (
     SELECT event_id, parent_span_id, sum(ts - start) AS child FROM s
     WHERE parent_span_id IS NOT NULL GROUP BY ALL
 )
-SELECT s.event_id, s.trace_id, s.span_id, s.parent_span_id, s.txn_name, s.op, s.description,
-    s.start, s.ts, (s.ts - s.start) * 1000.0,
-    greatest(0.0, (s.ts - s.start) - coalesce(c.child, 0.0)) * 1000.0,
-    s.status, s.outcome, s.agent, s.widget_id, s.model, s.cost_usd, s.input_tokens,
-    s.output_tokens, s.iteration
+SELECT """
+    + _SPAN_ROW.format(child="coalesce(c.child, 0.0)").replace("event_id,", "s.event_id,", 1)
+    .replace("span_id, parent_span_id", "s.span_id, s.parent_span_id", 1)
+    + """
 FROM s LEFT JOIN c ON c.event_id = s.event_id AND c.parent_span_id = s.span_id
+"""
+)
+
+#: The roll-up of the spans just inserted (rowid >= the count before), see ``span_minutes``.
+SPAN_MINUTES = """
+INSERT INTO span_minutes
+SELECT floor(ts / 60) * 60, txn_name, op, description, sum(self_ms) FROM spans
+WHERE rowid >= ? GROUP BY ALL
 """
 
 _BREADCRUMBS = """
@@ -275,4 +315,7 @@ FROM raw WHERE type = 'log'
 
 def insert_statements() -> tuple[str, ...]:
     """The statements that move the temporary ``raw`` table into the derived tables."""
-    return (_ERRORS, _TRANSACTIONS, _SPANS, _BREADCRUMBS, _DEPLOYS, _SESSIONS, _LOGS)
+    return (
+        _ERRORS, _TRANSACTIONS, _SPANS_FLAT, _SPANS_NESTED, _BREADCRUMBS, _DEPLOYS, _SESSIONS,
+        _LOGS,
+    )

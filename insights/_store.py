@@ -7,6 +7,7 @@
 * ``transactions``: one row per transaction (name, op, status, start/end, duration, release,
   user, service, LLM cost and tokens summed over its spans);
 * ``spans``: one row per child span (op, description, duration, self time, outcome);
+* ``span_minutes``: the spans' self time summed per minute, transaction name, op, description;
 * ``breadcrumbs``: what the app recorded on the way (for journeys);
 * ``deploys``: deploy markers (``widgettrace deploy``);
 * ``sessions``: release-health session updates (span v2, logs and sessions posted by ``wire``).
@@ -44,7 +45,7 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 9
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
@@ -72,6 +73,24 @@ _DATA = (
     '"widget.usage.input_tokens" VARCHAR, "widget.usage.output_tokens" VARCHAR, '
     '"widget.iteration.number" VARCHAR)'
 )
+# A transaction's child spans are most of the bytes (~10 per line): they are read with the
+# fewest conversions. Our span processor writes their timestamps as epoch seconds, read straight
+# as DOUBLE (an RFC 3339 string there reads as NULL: then the piece is read again with
+# _SPANS_TEXT, see Store._load); the numeric data as DOUBLE (a number in a string converts, as
+# TRY_CAST did). Text for numbers would cost a number-to-string conversion per value.
+_SPAN_DATA = (
+    'STRUCT("widget.outcome" VARCHAR, "gen_ai.agent.name" VARCHAR, "widget.id" VARCHAR, '
+    '"gen_ai.cost.total_tokens" DOUBLE, "gen_ai.usage.input_tokens" DOUBLE, '
+    '"gen_ai.usage.output_tokens" DOUBLE, "gen_ai.request.model" VARCHAR, '
+    '"widget.cost.usd" DOUBLE, "widget.usage.input_tokens" DOUBLE, '
+    '"widget.usage.output_tokens" DOUBLE, "widget.iteration.number" DOUBLE)'
+)
+_SPAN_FIELDS = (
+    "span_id VARCHAR, parent_span_id VARCHAR, op VARCHAR, description VARCHAR, status VARCHAR, "
+    'start_timestamp {ts}, "timestamp" {ts}, data ' + _SPAN_DATA
+)
+_SPANS_FAST = "STRUCT(" + _SPAN_FIELDS.format(ts="DOUBLE") + ")[]"
+_SPANS_TEXT = "STRUCT(" + _SPAN_FIELDS.format(ts="VARCHAR") + ")[]"
 # Span v2 and log items carry typed attributes: {"key": {"value": ..., "type": ...}}.
 _ATTRIBUTE_KEYS = (
     "sentry.op", "sentry.release", "sentry.environment", "sentry.segment.id",
@@ -109,10 +128,7 @@ _COLUMNS = {
         'STRUCT("values" STRUCT("timestamp" VARCHAR, category VARCHAR, message VARCHAR, '
         "level VARCHAR)[])"
     ),
-    "spans": (
-        "STRUCT(span_id VARCHAR, parent_span_id VARCHAR, op VARCHAR, description VARCHAR, "
-        f'status VARCHAR, start_timestamp VARCHAR, "timestamp" VARCHAR, data {_DATA})[]'
-    ),
+    "spans": _SPANS_FAST,
     # Flat records: deploy markers, and the span v2 / log / session items of `wire`.
     "name": "VARCHAR",
     "trace_id": "VARCHAR",
@@ -153,6 +169,11 @@ CREATE TABLE IF NOT EXISTS spans (
     duration_ms DOUBLE, self_ms DOUBLE, status VARCHAR, outcome VARCHAR, agent VARCHAR,
     widget_id VARCHAR, model VARCHAR, cost_usd DOUBLE, input_tokens BIGINT,
     output_tokens BIGINT, iteration BIGINT
+);
+-- Self time per minute (of the span's end), transaction name, op and description: what the
+-- slow-transaction breakdown sums (insights/performance.py), without scanning every span.
+CREATE TABLE IF NOT EXISTS span_minutes (
+    minute DOUBLE, txn_name VARCHAR, op VARCHAR, description VARCHAR, self_ms DOUBLE
 );
 CREATE TABLE IF NOT EXISTS breadcrumbs (
     event_id VARCHAR, user_id VARCHAR, ts DOUBLE, category VARCHAR, message VARCHAR,
@@ -205,7 +226,7 @@ class Store:
         #: Lines read in this call / in total that were not JSON objects.
         self.new_corrupt = 0
         self.new_lines = 0
-        #: Results the views share, valid until the next :meth:`refresh`.
+        #: Results the views share, valid until a :meth:`refresh` ingests something.
         self.cache: dict[str, Any] = {}
 
     # --- queries ------------------------------------------------------------------------------
@@ -243,7 +264,8 @@ class Store:
         """Read what was appended since the last call; returns the number of new lines."""
         pieces, seen = self._plan()
         self.new_lines = self.new_corrupt = 0
-        self.cache.clear()
+        if pieces:  # what the views computed from the old tables is stale
+            self.cache.clear()
         for piece in pieces:
             self._ingest(piece)
         # Forget files that rotated off the end (their rows stay).
@@ -315,21 +337,37 @@ class Store:
     def _load(self, source: str) -> tuple[int, int]:
         """Parse ``source`` into the derived tables; returns (lines, corrupt lines)."""
         con = self.con
-        columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _COLUMNS.items()) + "}"
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM read_json(?, "
-            f"format = 'newline_delimited', ignore_errors = true, columns = {columns}, "
-            "maximum_object_size = 268435456)",
-            [source],
-        )
+        for spans in (_SPANS_FAST, _SPANS_TEXT):
+            columns = {**_COLUMNS, "spans": spans}
+            spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE raw AS SELECT *, "
+                # One pass over each line's spans for two flags: 1, a child whose parent is not
+                # the root (its parent has children, see _grouping); 2, a span time not read.
+                "coalesce(list_aggregate(list_transform(spans, lambda x: CASE WHEN "
+                "x.parent_span_id IS DISTINCT FROM contexts.trace.span_id THEN 1 ELSE 0 END "
+                '+ CASE WHEN x."timestamp" IS NULL OR x.start_timestamp IS NULL THEN 2 ELSE 0 '
+                "END), 'bit_or'), 0) AS span_flags "
+                "FROM read_json(?, format = 'newline_delimited', records = true, "
+                f"ignore_errors = true, columns = {spec}, maximum_object_size = 268435456)",
+                [source],
+            )
+            # Span timestamps as text (RFC 3339): read the piece again, timestamps as text.
+            if spans == _SPANS_TEXT or not con.execute(
+                "SELECT count(*) FROM raw WHERE span_flags & 2 = 2"
+            ).fetchone()[0]:  # type: ignore[index]
+                break
         lines, corrupt = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE type IS NULL AND event_id IS NULL "
             "AND timestamp IS NULL AND name IS NULL AND sid IS NULL AND release IS NULL) FROM raw"
         ).fetchone() or (0, 0)
         self.new_lines += int(lines)
         self.new_corrupt += int(corrupt)
+        # Rows are only ever appended to spans: the new ones are those past the old count.
+        before = int(con.execute("SELECT count(*) FROM spans").fetchone()[0])  # type: ignore[index]
         for statement in _grouping.insert_statements():
             con.execute(statement)
+        con.execute(_grouping.SPAN_MINUTES, [before])
         con.execute("DROP TABLE raw")
         return int(lines), int(corrupt)
 

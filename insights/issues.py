@@ -16,7 +16,8 @@ frames and trace. Counts are for the window; first/last seen and status are over
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from widgettrace.insights._query import Window, release_order
 from widgettrace.insights._store import Store
@@ -25,6 +26,7 @@ __all__ = ["issue_detail", "list_issues"]
 
 _LEVELS = {"fatal": 5, "critical": 5, "error": 4, "warning": 3, "info": 2, "debug": 1}
 _NEW_WITHOUT_RELEASES_S = 24 * 3600
+_T = TypeVar("_T")
 
 
 def _status(
@@ -43,6 +45,27 @@ def _status(
     return "regressed" if gap else "ongoing"
 
 
+_TOTALS = """
+    SELECT group_key, arg_max(title, ts) AS title, arg_max(culprit, ts) AS culprit,
+        arg_max(exc_type, ts) AS type, arg_max(exc_value, ts) AS value,
+        list(DISTINCT level) AS levels, bool_or(handled = false) AS unhandled,
+        min(ts) AS first_seen, max(ts) AS last_seen,
+        arg_min(release, ts) AS first_release, arg_max(release, ts) AS last_release,
+        list(DISTINCT release) FILTER (WHERE release IS NOT NULL) AS releases,
+        count(*) AS total, arg_max(event_id, ts) AS latest_event,
+        arg_max(trace_id, ts) AS latest_trace
+    FROM errors GROUP BY group_key
+"""
+
+
+def _cached(store: Store, key: str, compute: Callable[[], _T]) -> _T:
+    """``compute()`` once per ingestion (:attr:`Store.cache` is emptied by new lines)."""
+    if key not in store.cache:
+        store.cache[key] = compute()
+    value: _T = store.cache[key]
+    return value
+
+
 def list_issues(
     store: Store,
     window: Window | None = None,
@@ -55,13 +78,14 @@ def list_issues(
     """The issues with events in ``window``, most events first (see the module docstring)."""
     window = window or Window()
     cond, params = window.where()
-    has_sessions = bool(
-        store.scalar("SELECT count(*) > 0 FROM errors WHERE session_id IS NOT NULL")
-    )
+    has_sessions, session_lines = _cached(store, "issue_sessions", lambda: (
+        bool(store.scalar("SELECT count(*) > 0 FROM errors WHERE session_id IS NOT NULL")),
+        bool(store.scalar("SELECT count(*) > 0 FROM sessions WHERE did IS NOT NULL")),
+    ))
     # Release-health sessions (session lines): an error belongs to the sessions of its user
     # that were open when it happened.
     session_counts: dict[str, int] = {}
-    if store.scalar("SELECT count(*) > 0 FROM sessions WHERE did IS NOT NULL"):
+    if session_lines:
         ecount, eparams = window.where("e")
         session_counts = dict(store.con.execute(
             f"""
@@ -73,29 +97,26 @@ def list_issues(
             """,
             eparams,
         ).fetchall())
-    rows = store.rows(
+    window_rows = store.rows(
         f"""
-        WITH w AS (
-            SELECT group_key, count(*) AS count, count(DISTINCT user_id) AS users,
-                count(DISTINCT coalesce(session_id, user_id)) AS sessions,
-                min(ts) AS window_first, max(ts) AS window_last
-            FROM errors WHERE {cond} GROUP BY group_key
-        ), a AS (
-            SELECT group_key, arg_max(title, ts) AS title, arg_max(culprit, ts) AS culprit,
-                arg_max(exc_type, ts) AS type, arg_max(exc_value, ts) AS value,
-                list(DISTINCT level) AS levels, bool_or(handled = false) AS unhandled,
-                min(ts) AS first_seen, max(ts) AS last_seen,
-                arg_min(release, ts) AS first_release, arg_max(release, ts) AS last_release,
-                list(DISTINCT release) FILTER (WHERE release IS NOT NULL) AS releases,
-                count(*) AS total, arg_max(event_id, ts) AS latest_event,
-                arg_max(trace_id, ts) AS latest_trace
-            FROM errors WHERE group_key IN (SELECT group_key FROM w) GROUP BY group_key
-        )
-        SELECT w.*, a.* EXCLUDE (group_key) FROM w JOIN a USING (group_key)
-        ORDER BY w.count DESC, a.last_seen DESC
+        SELECT group_key, count(*) AS count, count(DISTINCT user_id) AS users,
+            count(DISTINCT coalesce(session_id, user_id)) AS sessions,
+            min(ts) AS window_first, max(ts) AS window_last
+        FROM errors WHERE {cond} GROUP BY group_key
         """,
         params,
     )
+    # What an issue is over the whole log (title, first/last seen, releases...): the same for
+    # every window, so computed once per ingestion.
+    totals = _cached(
+        store, "issue_totals", lambda: {r["group_key"]: r for r in store.rows(_TOTALS)}
+    )
+    rows = [
+        {**w, **{k: v for k, v in totals[w["group_key"]].items() if k != "group_key"}}
+        for w in window_rows
+        if w["group_key"] in totals
+    ]
+    rows.sort(key=lambda r: (-r["count"], -(r["last_seen"] or 0.0)))
     traffic = [r["release"] for r in release_order(store)]
     now = time.time() if now is None else now
     out: list[dict[str, Any]] = []

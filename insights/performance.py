@@ -10,6 +10,7 @@ not counted twice: ``POST /api/widgets/convert: 47% widget.conversion run_infere
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from widgettrace.insights._query import Window
@@ -29,15 +30,18 @@ def endpoints(store: Store, window: Window | None = None) -> list[dict[str, Any]
         f"""
         WITH t AS (SELECT * FROM transactions WHERE {cond}),
         span AS (SELECT greatest((max(ts) - min(start)) / 60.0, 1.0) AS minutes FROM t)
-        SELECT name, any_value(op) AS op, count(*) AS count,
-            avg(duration_ms) AS avg_ms,
-            quantile_cont(duration_ms, 0.5) AS p50_ms,
-            quantile_cont(duration_ms, 0.95) AS p95_ms,
-            quantile_cont(duration_ms, 0.99) AS p99_ms,
-            count(*) FILTER (WHERE status NOT IN ('ok', 'cancelled', 'unknown')) / count(*)
-                AS error_rate,
-            count(*) / any_value(span.minutes) AS per_minute
-        FROM t, span GROUP BY name ORDER BY p95_ms DESC, name
+        SELECT name, op, count, avg_ms, q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms,
+            error_rate, per_minute
+        FROM (
+            SELECT name, any_value(op) AS op, count(*) AS count,
+                avg(duration_ms) AS avg_ms,
+                -- one sort of each name's durations for the three percentiles
+                quantile_cont(duration_ms, [0.5, 0.95, 0.99]) AS q,
+                count(*) FILTER (WHERE status NOT IN ('ok', 'cancelled', 'unknown')) / count(*)
+                    AS error_rate,
+                count(*) / any_value(span.minutes) AS per_minute
+            FROM t, span GROUP BY name
+        ) ORDER BY p95_ms DESC, name
         """,
         params,
     )
@@ -50,33 +54,44 @@ def breakdown(
     names: list[str] | None = None,
     top: int = 3,
     parts: int = 4,
+    endpoint_rows: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Self-time shares per span op/description for ``names`` (default: the ``top`` slowest
-    server transactions by p95)."""
+    server transactions by p95; ``endpoint_rows``: :func:`endpoints` of the same window, when
+    the caller has it already)."""
     window = window or Window()
     if names is None:
         # The slowest endpoints the service serves (server transactions) when there are any;
         # a client-side wrapper's time is mostly waiting for them.
-        rows = endpoints(store, window)
+        rows = endpoint_rows if endpoint_rows is not None else endpoints(store, window)
         served = [r for r in rows if (r["op"] or "").endswith(".server")]
         names = [row["name"] for row in (served or rows)[:top]]
-    out: list[dict[str, Any]] = []
+    if not names:
+        return []
+    marks = ", ".join("?" for _ in names)
     if window.service or window.release or window.environment or window.extra:
         cond, params = window.where("t")
-        source = f"spans s JOIN transactions t ON t.event_id = s.event_id WHERE {cond} AND"
+        parts_sql = [(
+            "SELECT s.txn_name, s.op, s.description, sum(s.self_ms) AS self_ms FROM spans s "
+            f"JOIN transactions t ON t.event_id = s.event_id WHERE {cond} "
+            f"AND s.txn_name IN ({marks}) GROUP BY ALL",
+            [*params, *names],
+        )]
     else:
-        # Only a time range: the spans table answers alone (no join over every span).
-        cond, params = window.where("s")
-        source = f"spans s WHERE {cond} AND"
+        parts_sql = _time_range_parts(window, names)
+    # The host pattern runs on the distinct descriptions only.
+    union = " UNION ALL ".join(sql for sql, _ in parts_sql)
+    found = store.rows(
+        f"""
+        SELECT txn_name, op, regexp_replace(description, '{_HOST}', '<host>', 'g')
+            AS description, sum(self_ms) AS self_ms
+        FROM ({union}) GROUP BY ALL ORDER BY self_ms DESC, op, description
+        """,
+        [p for _, ps in parts_sql for p in ps],
+    )
+    out: list[dict[str, Any]] = []
     for name in names:
-        rows = store.rows(
-            f"""
-            SELECT s.op, regexp_replace(s.description, '{_HOST}', '<host>', 'g') AS description,
-                sum(s.self_ms) AS self_ms FROM {source} s.txn_name = ?
-            GROUP BY ALL ORDER BY self_ms DESC
-            """,
-            [*params, name],
-        )
+        rows = [r for r in found if r["txn_name"] == name]
         total = sum(r["self_ms"] or 0.0 for r in rows)
         if total <= 0:
             continue
@@ -92,6 +107,36 @@ def breakdown(
         ]
         out.append({"name": name, "total_ms": total, "parts": shares})
     return out
+
+
+def _time_range_parts(window: Window, names: list[str]) -> list[tuple[str, list[Any]]]:
+    """Queries whose union is the self time per name/op/description of the spans ending in the
+    window: whole minutes from ``span_minutes``, the partial minutes at either end from
+    ``spans`` (a narrow range of its time-ordered rows)."""
+    marks = ", ".join("?" for _ in names)
+    minutes = (
+        "SELECT txn_name, op, description, sum(self_ms) AS self_ms FROM span_minutes "
+        f"WHERE {{}} AND txn_name IN ({marks}) GROUP BY ALL"
+    )
+    spans = (
+        "SELECT txn_name, op, description, sum(self_ms) AS self_ms FROM spans "
+        f"WHERE ts >= ? AND ts < ? AND txn_name IN ({marks}) GROUP BY ALL"
+    )
+    since, until = window.since, window.until
+    if since is None and until is None:
+        return [(minutes.format("true"), list(names))]
+    lo = math.ceil(since / 60) * 60.0 if since is not None else -math.inf
+    hi = math.floor(until / 60) * 60.0 if until is not None else math.inf
+    lower = since if since is not None else -math.inf
+    upper = until if until is not None else math.inf
+    if lo >= hi:  # no whole minute inside: the spans alone
+        return [(spans, [lower, upper, *names])]
+    parts = [(minutes.format("minute >= ? AND minute < ?"), [lo, hi, *names])]
+    if since is not None and since < lo:
+        parts.append((spans, [since, lo, *names]))
+    if until is not None and hi < until:
+        parts.append((spans, [hi, until, *names]))
+    return parts
 
 
 def breakdown_line(entry: dict[str, Any]) -> str:

@@ -44,8 +44,7 @@ def _period_figures(store: Store, window: Window) -> dict[str, Any]:
             avg(duration_ms) AS all_avg, quantile_cont(duration_ms, 0.95) AS all_p95,
             coalesce(sum(llm_cost), 0) AS llm_cost, coalesce(sum(llm_tokens), 0) AS llm_tokens,
             coalesce(sum(discovery_ok), 0) AS discovery_ok,
-            coalesce(sum(discovery_failed), 0) AS discovery_failed,
-            count(DISTINCT user_id) AS users
+            coalesce(sum(discovery_failed), 0) AS discovery_failed
         FROM transactions WHERE {cond}
         """,
         params,
@@ -88,6 +87,14 @@ def _period_figures(store: Store, window: Window) -> dict[str, Any]:
 
 
 def _blocks(store: Store, window: Window, previous: Window) -> list[dict[str, Any]]:
+    # Logs without agent blocks (most) skip their part (known once per ingestion).
+    if "agent_blocks" not in store.cache:
+        store.cache["agent_blocks"] = bool(store.scalar(
+            "SELECT count(*) > 0 FROM spans WHERE agent IS NOT NULL "
+            "AND op = 'gen_ai.invoke_agent'"
+        ))
+    agents = "true" if store.cache["agent_blocks"] else "false"
+
     def per_block(w: Window) -> dict[str, dict[str, Any]]:
         cond, params = w.where()
         tcond, tparams = w.where("t")
@@ -96,11 +103,13 @@ def _blocks(store: Store, window: Window, previous: Window) -> list[dict[str, An
             WITH t AS (SELECT service AS block, count(*) AS n FROM transactions
                        WHERE {cond} GROUP BY ALL),
             e AS (SELECT service AS block, count(*) AS n FROM errors WHERE {cond} GROUP BY ALL),
+            -- The agent blocks' spans first (few): the join then probes only with those.
+            s AS MATERIALIZED (SELECT event_id, agent, outcome FROM spans
+                  WHERE {agents} AND agent IS NOT NULL AND op = 'gen_ai.invoke_agent'),
             a AS (SELECT s.agent AS block, count(*) AS n,
                     count(*) FILTER (WHERE s.outcome = 'failure') AS failed
-                  FROM spans s JOIN transactions t ON t.event_id = s.event_id
-                  WHERE s.agent IS NOT NULL AND s.op = 'gen_ai.invoke_agent'
-                    AND {tcond}
+                  FROM s JOIN transactions t ON t.event_id = s.event_id
+                  WHERE {tcond}
                   GROUP BY ALL)
             SELECT coalesce(t.block, e.block) AS block, 'service' AS kind,
                 coalesce(t.n, 0) AS runs, coalesce(e.n, 0) AS errors
@@ -205,7 +214,8 @@ def standup(
     errors_14d = store.scalar(f"SELECT count(*) FROM errors WHERE {cond}", params) or 0
     first_ts = store.scalar("SELECT min(ts) FROM errors") or since
     days = max(1.0, min(14.0, (since - first_ts) / _DAY)) if first_ts < since else None
-    slow = performance.endpoints(store, window)[:3]
+    endpoint_rows = performance.endpoints(store, window)
+    slow = endpoint_rows[:3]
     per_release: dict[str, int] = {}
     for i in new:
         per_release[i["first_release"] or "(no release)"] = per_release.get(
@@ -241,7 +251,7 @@ def standup(
                 i for i in spiking if i not in regressed]),
             "new_issues_per_release": per_release,
         },
-        "breakdown": performance.breakdown(store, window, top=2),
+        "breakdown": performance.breakdown(store, window, top=2, endpoint_rows=endpoint_rows),
         "issues_total": int(store.scalar(
             f"SELECT count(DISTINCT group_key) FROM errors WHERE {total_cond}", total_params
         ) or 0),

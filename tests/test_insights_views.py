@@ -183,6 +183,47 @@ def test_performance_percentiles_and_self_time_breakdown(tmp_path: Path) -> None
     )
 
 
+def test_breakdown_of_a_window_counts_exactly_the_spans_ending_in_it(tmp_path: Path) -> None:
+    # Whole minutes come from the per-minute roll-up, the partial minutes at either end from the
+    # spans: the sum must be the spans' own, whatever the window's edges.
+    log = tmp_path / "sentry.log"
+    records = []
+    for i in range(300):  # one transaction every 7 s over 35 minutes, flat and nested
+        start = T0 + 7 * i
+        children = [span("db", "SELECT", start, 10.0 + i % 5, span_id=f"c{i}", parent=f"r{i}")]
+        if i % 3 == 0:
+            children.append(span("http.client", "GET 127.0.0.1:8080/x", start, 2.0,
+                                 span_id=f"d{i}", parent=f"c{i}"))
+        records.append(transaction(start, "GET /w", 40.0, spans=children, span_id=f"r{i}"))
+    write_lines(log, records)
+    with open_store(log) as store:
+        rows = store.rows("SELECT op, ts, self_ms FROM spans")
+        for since, until in [(None, None), (T0 + 61.5, T0 + 1500.25), (T0 + 3.2, T0 + 50.0),
+                             (T0 + 125.0, None), (None, T0 + 999.9), (T0 + 120.0, T0 + 600.0)]:
+            (entry,) = performance.breakdown(store, Window(since=since, until=until),
+                                             names=["GET /w"])
+            got = {p["op"]: p["self_ms"] for p in entry["parts"]}
+            want: dict[str, float] = {}
+            for r in rows:
+                if (since is None or r["ts"] >= since) and (until is None or r["ts"] < until):
+                    want[r["op"]] = want.get(r["op"], 0.0) + r["self_ms"]
+            assert got == pytest.approx(want), (since, until)
+    assert "<host>" in performance.breakdown_line(entry)
+
+
+def test_span_times_written_as_text_are_read(tmp_path: Path) -> None:
+    # Our processor writes epoch seconds (read as numbers); an RFC 3339 string is read as well.
+    log = tmp_path / "sentry.log"
+    record = transaction(T0, "GET /t", 100.0, span_id="r0", spans=[
+        span("db", "SELECT", T0, 40.0, span_id="s0", parent="r0")])
+    record["spans"][0]["start_timestamp"] = "2026-12-01T00:00:00Z"
+    record["spans"][0]["timestamp"] = "2026-12-01T00:00:00.040Z"
+    write_lines(log, [transaction(T0, "GET /n", 10.0), record])
+    with open_store(log) as store:
+        (ms,) = store.con.execute("SELECT duration_ms FROM spans WHERE op = 'db'").fetchone() or ()
+    assert ms == pytest.approx(40.0)
+
+
 def test_journey_orders_actions_marks_errors_and_retries(tmp_path: Path) -> None:
     log = tmp_path / "sentry.log"
     write_lines(log, [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +20,9 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
-from test_sentry_support import assert_valid, make_settings, sentry_pipeline
+from test_sentry_support import DSN, assert_valid, make_settings, sentry_pipeline
 
+import widgettrace
 from widgettrace.exporters.sentry import WidgetTraceSpanProcessor
 
 
@@ -540,3 +542,23 @@ def test_spans_that_are_not_the_sdks_own_are_exported_or_ignored_never_raised(
     assert (tx["start_timestamp"], tx["timestamp"]) == (1.0, 2.0)
     # The look-alike was reported once by the guard, and nothing reached the application.
     assert [type(e) for e in fail_on_internal_errors] == [AttributeError]
+
+
+def test_transactions_carry_the_release_the_sdk_found_as_errors_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # No release configured; the SDK finds one itself (here a PaaS variable, outside any git
+    # checkout). Before, errors carried it and transactions did not: cost by release read "none".
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOURCE_VERSION", "deploy-4711")
+    with sentry_pipeline(settings=make_settings(sentry_dsn=DSN, sentry_release=None)) as p:
+        with p.tracer.start_as_current_span("job"):
+            try:
+                raise ValueError("boom")
+            except ValueError as exc:
+                widgettrace.capture_exception(exc)
+        p.flush()
+        txs = p.transport.transactions()
+        errors = p.transport.events()
+    assert [t["release"] for t in txs] == ["deploy-4711"]
+    assert [e["release"] for e in errors] == ["deploy-4711"]

@@ -127,8 +127,21 @@ def test_explicit_sessions_end_exited_errored_crashed_or_abnormal() -> None:
 
 
 def test_without_a_release_no_session_is_sent_and_one_line_says_why(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # Nowhere for the SDK to find one either: not a git checkout, no CI/PaaS variables.
+    monkeypatch.chdir(tmp_path)
+    for var in (
+        "SENTRY_RELEASE",
+        "HEROKU_BUILD_COMMIT",
+        "HEROKU_SLUG_COMMIT",
+        "SOURCE_VERSION",
+        "CODEBUILD_RESOLVED_SOURCE_VERSION",
+        "CIRCLE_SHA1",
+        "GAE_DEPLOYMENT_ID",
+        "K_REVISION",
+    ):
+        monkeypatch.delenv(var, raising=False)
     transport = CapturingTransport(DSN)
     settings = make_settings(sentry_dsn=DSN, sentry_release=None)
     resource_less = Resource.create({"service.name": "agents"})

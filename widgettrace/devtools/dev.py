@@ -30,10 +30,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from widgettrace.devtools.bugsink import BugsinkServer, BugsinkUnavailable, bugsink_venv
-from widgettrace.devtools.spotlight import Spotlight, SpotlightUnavailable
+if TYPE_CHECKING:  # imported when `dev` runs: every other command's start-up stays light
+    from widgettrace.devtools.spotlight import Spotlight
 
 __all__ = ["add_parser", "run_dev"]
 
@@ -90,6 +90,9 @@ def run_dev(
     err: TextIO = sys.stderr,
 ) -> int:
     """Start the UIs, run ``command`` (or wait for Ctrl-C when empty), stop them; exit status."""
+    from widgettrace.devtools.bugsink import BugsinkServer, BugsinkUnavailable, bugsink_venv
+    from widgettrace.devtools.spotlight import Spotlight, SpotlightUnavailable
+
     workdir = workdir or Path(tempfile.mkdtemp(prefix="widgettrace-dev-"))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     spotlight = Spotlight(workdir / "spotlight", port=spotlight_port, node_dir=spotlight_dir)
