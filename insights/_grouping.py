@@ -305,6 +305,16 @@ SELECT sid, did, coalesce(release, attrs.release), coalesce(environment, attrs.e
 FROM raw WHERE type = 'session' OR (sid IS NOT NULL AND type IS NULL)
 """
 
+# Request sessions aggregated per minute (the `sessions` item payload: attrs + aggregates).
+_SESSION_AGGREGATES = """
+INSERT INTO session_aggregates
+SELECT wt_ts(a.started), attrs.release, coalesce(attrs.environment, 'production'),
+    coalesce(a.exited, 0), coalesce(a.errored, 0), coalesce(a.crashed, 0),
+    coalesce(a.abnormal, 0)
+FROM (SELECT attrs, unnest(aggregates) AS a FROM raw
+      WHERE type = 'sessions' AND aggregates IS NOT NULL)
+"""
+
 _LOGS = """
 INSERT INTO logs
 SELECT wt_ts(timestamp), level, body, trace_id, attributes."sentry.release".value,
@@ -317,5 +327,5 @@ def insert_statements() -> tuple[str, ...]:
     """The statements that move the temporary ``raw`` table into the derived tables."""
     return (
         _ERRORS, _TRANSACTIONS, _SPANS_FLAT, _SPANS_NESTED, _BREADCRUMBS, _DEPLOYS, _SESSIONS,
-        _LOGS,
+        _SESSION_AGGREGATES, _LOGS,
     )

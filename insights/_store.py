@@ -10,7 +10,9 @@
 * ``span_minutes``: the spans' self time summed per minute, transaction name, op, description;
 * ``breadcrumbs``: what the app recorded on the way (for journeys);
 * ``deploys``: deploy markers (``widgettrace deploy``);
-* ``sessions``: release-health session updates (span v2, logs and sessions posted by ``wire``).
+* ``sessions``: release-health session updates (span v2, logs and sessions posted by ``wire``);
+* ``session_aggregates``: a server's request sessions per minute (exited, errored, crashed,
+  abnormal), from the SDK's ``sessions`` items;
 
 Incremental: the store remembers, per file (device, inode and a hash of its first bytes), how
 many bytes it has read. The next run reads only what was appended; a last line without its
@@ -45,7 +47,7 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
@@ -143,6 +145,11 @@ _COLUMNS = {
     "started": "VARCHAR",
     "errors": "VARCHAR",
     "attrs": "STRUCT(release VARCHAR, environment VARCHAR)",
+    # A server's request sessions, counted per minute by the SDK (`sessions` lines).
+    "aggregates": (
+        "STRUCT(started VARCHAR, exited BIGINT, errored BIGINT, crashed BIGINT, "
+        "abnormal BIGINT)[]"
+    ),
     "attributes": _ATTRIBUTES,
 }
 
@@ -183,6 +190,10 @@ CREATE TABLE IF NOT EXISTS deploys (release VARCHAR, environment VARCHAR, ts DOU
 CREATE TABLE IF NOT EXISTS sessions (
     sid VARCHAR, did VARCHAR, release VARCHAR, environment VARCHAR, status VARCHAR,
     started DOUBLE, ts DOUBLE, errors BIGINT
+);
+CREATE TABLE IF NOT EXISTS session_aggregates (
+    minute DOUBLE, release VARCHAR, environment VARCHAR, exited BIGINT, errored BIGINT,
+    crashed BIGINT, abnormal BIGINT
 );
 CREATE TABLE IF NOT EXISTS logs (
     ts DOUBLE, level VARCHAR, body VARCHAR, trace_id VARCHAR, release VARCHAR, service VARCHAR

@@ -73,10 +73,19 @@ def list_releases(store: Store) -> list[dict[str, Any]]:
                     count(DISTINCT user_id) AS error_users
                 FROM errors GROUP BY release
             ), s AS (
-                SELECT release, count(DISTINCT sid) AS sessions,
-                    count(DISTINCT sid) FILTER (WHERE errors > 0 OR status IN
-                        ('crashed', 'errored', 'abnormal')) AS errored_sessions
-                FROM sessions GROUP BY release
+                -- Explicit sessions one by one, a server's request sessions as counts.
+                SELECT release, sum(sessions) AS sessions,
+                    sum(errored_sessions) AS errored_sessions
+                FROM (
+                    SELECT release, count(DISTINCT sid) AS sessions,
+                        count(DISTINCT sid) FILTER (WHERE errors > 0 OR status IN
+                            ('crashed', 'errored', 'abnormal')) AS errored_sessions
+                    FROM sessions GROUP BY release
+                    UNION ALL
+                    SELECT release, sum(exited + errored + crashed + abnormal),
+                        sum(errored + crashed + abnormal)
+                    FROM session_aggregates GROUP BY release
+                ) GROUP BY release
             )
             SELECT coalesce(t.release, e.release, s.release) AS release,
                 coalesce(transactions, 0) AS transactions, coalesce(errors, 0) AS errors,
@@ -191,6 +200,11 @@ def release_block(rel: dict[str, Any]) -> str:
     tail = [f"{rel['events']} events"]
     if rate is not None:
         tail.append(f"{rate * 100:.1f} errors per 100 transactions")
+    if rel["sessions"]:
+        # Sentry's crash-free figure turned around: sessions that ended errored or crashed.
+        tail.append(
+            f"{rel['sessions']} sessions, {rel['session_error_rate'] * 100:.1f}% with errors"
+        )
     if rel["llm_cost"] or rel["llm_tokens"]:
         tail.append(f"LLM ${rel['llm_cost']:.4f}, {rel['llm_tokens']} tokens")
     return f"{parts[0]}: {', '.join(facts)} ({'; '.join(tail)})"

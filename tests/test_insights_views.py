@@ -352,6 +352,10 @@ def test_span_v2_log_and_session_lines_are_ingested(tmp_path: Path) -> None:
         {"type": "session", "sid": "s1", "did": "u1", "init": True,
          "started": "2026-12-01T00:00:00Z", "timestamp": "2026-12-01T00:01:00Z",
          "status": "errored", "errors": 1, "attrs": {"release": "app@3"}},
+        # A server's request sessions, as the SDK aggregates them per minute.
+        {"type": "sessions", "attrs": {"release": "app@3", "environment": "production"},
+         "aggregates": [{"started": "2026-12-01T00:00:00Z", "exited": 7, "errored": 1,
+                         "crashed": 2}]},
         error_event(T0 + 1, "Audit", "", "", message="auth: login denied") | {
             "logger": "widgettrace.audit", "tags": {"category": "security"}},
     ])
@@ -364,7 +368,9 @@ def test_span_v2_log_and_session_lines_are_ingested(tmp_path: Path) -> None:
     assert (row["name"], row["op"], row["count"]) == ("GET /v2", "http.server", 1)
     assert {p["op"]: round(p["share"], 2) for p in entry["parts"]} == {"db": 0.75,
                                                                        "http.server": 0.25}
-    assert rel["sessions"] == 1 and rel["session_error_rate"] == 1.0
+    # One explicit session (errored) and ten request sessions (three with errors).
+    assert rel["sessions"] == 11 and rel["session_error_rate"] == 4 / 11
+    assert "11 sessions, 36.4% with errors" in releases.release_block(rel)
     assert data["findings"] == {"audit security": 1}
 
 
