@@ -52,11 +52,12 @@ import sentry_sdk
 from opentelemetry import context as context_api
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from sentry_sdk._span_batcher import SpanBatcher
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.utils import format_timestamp
 
+from widgettrace.exporters._export_thread import ExportThreadProcessor
 from widgettrace.exporters._scrub import Scrubber
 from widgettrace.exporters._span_v2 import (
     MAX_OPEN,
@@ -108,7 +109,7 @@ class _Bucket:
         self.transaction: str | None = None
 
 
-class StreamSpanProcessor(SpanProcessor):
+class StreamSpanProcessor(ExportThreadProcessor):
     """Streams every sampled span to Sentry as span v2 items (see the module docstring)."""
 
     def __init__(
@@ -222,41 +223,14 @@ class StreamSpanProcessor(SpanProcessor):
         """Convert what is queued, send every bucket, then flush the SDK transport."""
         return self._flush(timeout_millis / 1000)
 
-    @property
-    def stopped(self) -> bool:
-        """Whether :meth:`shutdown` ran (the exit handler asks)."""
-        return self._stopped
-
-    def shutdown(self) -> None:
-        """Send everything queued, stop the thread."""
-        self.shutdown_within(self._shutdown_timeout)
-
-    def shutdown_within(self, timeout: float) -> None:
-        """:meth:`shutdown`, giving up after ``timeout`` seconds."""
-        if self._stopped:
-            return
-        deadline = time.monotonic() + timeout
+    def _final_flush(self, timeout: float) -> None:
         self._flush(timeout)
-        self._stopped = True
-        self._wake.set()
-        self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
 
     def _flush(self, timeout: float) -> bool:
-        if not self._thread.is_alive():
-            return False
-        deadline = time.monotonic() + timeout
         done = threading.Event()
         with self._requests_lock:
             self._flush_requests.append(done)
-        self._wake.set()
-        if not done.wait(timeout):
-            return False
-        with internal_errors("stream.flush_transport"):
-            client = self._get_client()
-            remaining = deadline - time.monotonic()
-            if client.transport is not None and remaining > 0:
-                client.transport.flush(remaining)
-        return time.monotonic() < deadline
+        return self._flush_after(done, timeout, "stream.flush_transport")
 
     # --- export thread -----------------------------------------------------------------------
 

@@ -47,11 +47,12 @@ import sentry_sdk
 from opentelemetry import context as context_api
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from sentry_sdk.utils import format_timestamp
 
+from widgettrace.exporters._export_thread import ExportThreadProcessor
 from widgettrace.exporters._scrub import Scrubber
 from widgettrace.exporters._sentry_convert import (
     Ended,
@@ -186,7 +187,7 @@ def _dsn_host(client: Any) -> str | None:
     return getattr(dsn, "netloc", None) if dsn is not None else None
 
 
-class WidgetTraceSpanProcessor(SpanProcessor):
+class WidgetTraceSpanProcessor(ExportThreadProcessor):
     """Turns each local trace tree into Sentry transactions, off the application's thread."""
 
     def __init__(
@@ -308,24 +309,11 @@ class WidgetTraceSpanProcessor(SpanProcessor):
         """Send every transaction whose root has ended, then flush the SDK transport."""
         return self._flush(expire=False, timeout=timeout_millis / 1000)
 
-    @property
-    def stopped(self) -> bool:
-        """Whether :meth:`shutdown` ran."""
-        return self._stopped
-
-    def shutdown(self) -> None:
-        """Send everything still held (also incomplete trees), stop the thread, flush."""
-        self.shutdown_within(self._shutdown_timeout)
-
-    def shutdown_within(self, timeout: float) -> None:
-        """:meth:`shutdown`, giving up after ``timeout`` seconds (errors are flushed first)."""
-        if self._stopped:
-            return
-        deadline = time.monotonic() + timeout
+    def _final_flush(self, timeout: float) -> None:
+        # Incomplete trees too, and errors first (the transport's priorities).
         self._flush(expire=True, timeout=timeout)
-        self._stopped = True
-        self._wake.set()
-        self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
+
+    def _after_stop(self, timeout: float) -> None:
         with internal_errors("sentry.shutdown_count"):
             self._report_dropped()
             self._log.flush()
@@ -346,21 +334,10 @@ class WidgetTraceSpanProcessor(SpanProcessor):
             )
 
     def _flush(self, *, expire: bool, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        if not self._thread.is_alive():
-            return False
         request = _FlushRequest(expire)
         with self._requests_lock:
             self._requests.append(request)
-        self._wake.set()
-        if not request.done.wait(timeout):
-            return False
-        client = self._get_client()
-        remaining = max(0.0, deadline - time.monotonic())
-        with internal_errors("sentry.flush_transport"):
-            if client.transport is not None and remaining > 0:
-                client.transport.flush(remaining)
-        return time.monotonic() < deadline
+        return self._flush_after(request.done, timeout, "sentry.flush_transport")
 
     # --- export thread -------------------------------------------------------------------------
 
