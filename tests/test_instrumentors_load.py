@@ -96,3 +96,60 @@ def test_functions_instrumentor_loads_without_mcp(tmp_path: Path) -> None:
     assert 'mcp only instruments "mcp >= 2.0, < 3", but no installed version' in stderr
     assert "Instrumented widgettrace_functions" in stderr
     assert "widgettrace_functions only instruments" not in stderr
+
+
+LAZY_PROBE = r"""
+import json, sys
+from opentelemetry.instrumentation.auto_instrumentation import initialize
+initialize()
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry import trace
+before = "mcp" in sys.modules
+exporter = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+# The application imports mcp only now, after instrumentation.
+import anyio
+from mcp.client import Client
+from mcp.server.mcpserver import MCPServer
+server = MCPServer("lazy")
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    return a + b
+
+async def main():
+    async with Client(server) as client:
+        await client.call_tool("add", {"a": 1, "b": 2})
+
+anyio.run(main)
+names = sorted({(s.name, s.kind.name) for s in exporter.get_finished_spans()
+                if s.name.startswith("tools/call")})
+print(json.dumps({"mcp_imported_at_start": before, "spans": names}))
+"""
+
+
+def test_mcp_is_patched_when_the_app_imports_it_not_before(tmp_path: Path) -> None:
+    # An app that never uses MCP never loads mcp (48,000 objects its garbage collector would
+    # otherwise walk in every full collection); one that imports it later is traced all the same.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "SENTRY_", "WIDGETTRACE_"))
+    }
+    env.pop("PYTHONPATH", None)
+    env["WIDGETTRACE_LOG_PATH"] = str(tmp_path / "sentry.log")
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY_PROBE],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["mcp_imported_at_start"] is False, result.stderr
+    assert data["spans"] == [["tools/call add", "CLIENT"], ["tools/call add", "SERVER"]]

@@ -166,6 +166,10 @@ _WRAPS: Final[tuple[tuple[str, str, Callable[[], Callable[..., Any]]], ...]] = (
     ),
 )
 
+#: Instrumented before mcp was imported: "pending" until the import hook patches it; "hooked"
+#: once the (never removed) hook is registered; "patched" while mcp's functions are wrapped.
+_lazy: dict[str, bool] = {"pending": False, "hooked": False, "patched": False}
+
 # Module attributes replaced while instrumented: (module, name, original, replacement).
 _replaced: list[tuple[Any, str, Any, Any]] = []
 
@@ -234,18 +238,6 @@ class McpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        import mcp.client._memory
-        import mcp.client.client
-        import mcp.client.session
-        import mcp.client.streamable_http
-        import mcp.server._otel
-        import mcp.server._streamable_http_modern
-        import mcp.server.connection
-        import mcp.server.mcpserver.server
-        import mcp.server.runner
-        import mcp.shared.direct_dispatcher
-        import mcp.shared.jsonrpc_dispatcher  # noqa: F401  (fail early when mcp is missing)
-
         capture, max_bytes = _payload_settings(kwargs)
         tracer = trace.get_tracer(
             __name__,
@@ -286,6 +278,38 @@ class McpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             capture_payloads=capture,
             payload_max_bytes=max_bytes,
         )
+        if "mcp" in sys.modules:
+            self._patch()
+        else:
+            # Not imported yet: patch when the application imports it. An app that never uses
+            # MCP then never loads mcp (about 48,000 objects the garbage collector would walk in
+            # every full collection, which tripled its pause).
+            _lazy["pending"] = True
+            if not _lazy["hooked"]:
+                _lazy["hooked"] = True
+                wrapt.register_post_import_hook(self._patch_on_import, "mcp")
+
+    def _patch_on_import(self, _module: Any) -> None:
+        if not _lazy["pending"] or _common._state is None:
+            return
+        _lazy["pending"] = False
+        with internal_errors("mcp.instrument_on_import"):
+            self._patch()
+
+    def _patch(self) -> None:
+        import mcp.client._memory
+        import mcp.client.client
+        import mcp.client.session
+        import mcp.client.streamable_http
+        import mcp.server._otel
+        import mcp.server._streamable_http_modern
+        import mcp.server.connection
+        import mcp.server.mcpserver.server
+        import mcp.server.runner
+        import mcp.shared.direct_dispatcher
+        import mcp.shared.jsonrpc_dispatcher  # noqa: F401  (fail early when mcp is missing)
+
+        _lazy["patched"] = True
         try:
             for module_name, path, factory in _WRAPS:
                 wrapt.wrap_function_wrapper(module_name, path, factory())
@@ -298,6 +322,10 @@ class McpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _common._state = None
+        _lazy["pending"] = False
+        if not _lazy["patched"]:
+            return  # mcp was never imported: nothing to undo (and nothing to import for it)
+        _lazy["patched"] = False
         _unwrap_all()
         _restore_replaced()
         _STREAM_TAGS.clear()
