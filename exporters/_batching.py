@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -33,8 +35,6 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import capture_internal_exceptions, json_dumps
 from sentry_sdk.utils import logger as sdk_logger
-
-from widgettrace.exporters._fork import after_fork_in_child
 
 if TYPE_CHECKING:
     _Base = HttpTransport
@@ -96,7 +96,15 @@ class BatchedSubmit(Generic[T]):
         self._pending: deque[T] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
-        after_fork_in_child(self, lambda alive: alive._reset_after_fork())
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def after_in_child() -> None:
+                alive = ref()
+                if alive is not None:
+                    alive._reset_after_fork()
+
+            os.register_at_fork(after_in_child=after_in_child)
 
     def _reset_after_fork(self) -> None:
         # The parent sends what it queued; a child must not send it a second time, and a lock

@@ -29,8 +29,10 @@ before it reaches any sink (the local log and HTTP): see :func:`filter_envelope`
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +42,6 @@ from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import capture_internal_exceptions
 
 from widgettrace.exporters._batching import FastEnvelopes
-from widgettrace.exporters._fork import after_fork_in_child
 from widgettrace.exporters._http import KeepAliveRequests
 from widgettrace.instrumentation._guard import internal_errors, logger
 
@@ -396,7 +397,15 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self._drops = DropLog(self.destination.name)
         #: Run :func:`filter_envelope` on the senders (off when the local log's writer did).
         self.filtering = True
-        after_fork_in_child(self, lambda alive: alive._reset_after_fork())
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def after_in_child() -> None:
+                alive = ref()
+                if alive is not None:
+                    alive._reset_after_fork()
+
+            os.register_at_fork(after_in_child=after_in_child)
 
     # -- the SDK's worker, replaced ----------------------------------------------------------
     def _create_worker(self, options: dict[str, Any]) -> Any:

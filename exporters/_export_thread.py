@@ -17,7 +17,6 @@ from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 
-from widgettrace.exporters._fork import after_fork_in_child
 from widgettrace.instrumentation._guard import internal_errors
 
 __all__ = ["ExportThreadProcessor"]
@@ -35,19 +34,6 @@ class ExportThreadProcessor(SpanProcessor):
     _thread: threading.Thread
     _shutdown_timeout: float
     _get_client: Callable[[], Any]
-
-    def _setup(self) -> None:
-        """Create the queue and start the export thread (again in a forked child)."""
-        raise NotImplementedError
-
-    def _restart_after_fork(self) -> None:
-        # A forked worker (gunicorn, multiprocessing) needs its own thread and queue; one that
-        # was shut down stays down.
-        def restart(processor: ExportThreadProcessor) -> None:
-            if not processor._stopped:
-                processor._setup()
-
-        after_fork_in_child(self, restart)
 
     @property
     def stopped(self) -> bool:

@@ -39,8 +39,10 @@ spans are then dropped, and counted, only at the deque).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -143,7 +145,15 @@ class StreamSpanProcessor(ExportThreadProcessor):
             static["sentry.environment"] = environment
         self._static = {key: typed(value) for key, value in static.items()}
         self._setup()
-        self._restart_after_fork()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def restart_in_child() -> None:
+                processor = ref()
+                if processor is not None and not processor._stopped:
+                    processor._setup()
+
+            os.register_at_fork(after_in_child=restart_in_child)
 
     def _setup(self) -> None:
         self._queue: deque[Rec] = deque()

@@ -31,9 +31,11 @@ Only sampled spans are sent: the OTel sampler decides once (parent-based, from
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -219,7 +221,17 @@ class WidgetTraceSpanProcessor(ExportThreadProcessor):
         self._resource_tags = self.resource_tags_of(resource)
         self._log = _RateLimitedLog()
         self._setup()
-        self._restart_after_fork()
+        if hasattr(os, "register_at_fork"):
+            # A forked worker (gunicorn, multiprocessing) needs its own thread and queue; a weak
+            # reference so processors already shut down stay down (and can be collected).
+            ref = weakref.ref(self)
+
+            def restart_in_child() -> None:
+                processor = ref()
+                if processor is not None and not processor._stopped:
+                    processor._setup()
+
+            os.register_at_fork(after_in_child=restart_in_child)
 
     @staticmethod
     def resource_tags_of(resource: Resource | None) -> dict[str, str]:

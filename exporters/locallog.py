@@ -45,6 +45,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,7 +65,6 @@ from widgettrace.exporters._delivery import (
     filter_envelope,
     http_transport_class,
 )
-from widgettrace.exporters._fork import after_fork_in_child
 from widgettrace.exporters._itemlines import BATCH_ITEM_TYPES, item_lines
 from widgettrace.exporters._logfile import (
     LOG_PATH_ENV,
@@ -352,12 +352,16 @@ class LocalLogTransport(Transport):
 
 def _reset_locks_after_fork(transport: LocalLogTransport) -> None:
     """A fork while the writer thread holds a lock would leave the child's copy locked forever."""
+    ref = weakref.ref(transport)
 
-    def new_locks(alive: LocalLogTransport) -> None:
-        alive._lost_lock = threading.Lock()
-        alive.writer._lock = threading.Lock()
+    def after_in_child() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._lost_lock = threading.Lock()
+            alive.writer._lock = threading.Lock()
 
-    after_fork_in_child(transport, new_locks)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=after_in_child)
 
 
 def make_transport(options: Mapping[str, Any], settings: Settings) -> Transport | None:
