@@ -29,7 +29,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
-import sentry_sdk
 from sentry_sdk.client import _client_init_debug
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import HttpTransport
@@ -177,12 +176,13 @@ class BatchedSubmit(Generic[T]):
                 self._after_batch()
 
 
-def _sdk_debug() -> bool:
+def _sdk_debug(options: Any) -> bool:
     """Whether the SDK's debug log line would be written (``debug=True``). Its logger is at
-    DEBUG whenever ``sentry_sdk.init`` ran, with a filter that reads the client's option."""
+    DEBUG whenever ``sentry_sdk.init`` ran, with a filter that reads the client's option (the
+    transport's ``options`` are the client's: no ``get_client()`` per envelope)."""
     if not sdk_logger.isEnabledFor(logging.DEBUG):
         return False
-    return bool(_client_init_debug.get(False) or sentry_sdk.get_client().options.get("debug"))
+    return bool(_client_init_debug.get(False) or (options or {}).get("debug"))
 
 
 class FastEnvelopes(_Base):
@@ -200,7 +200,7 @@ class FastEnvelopes(_Base):
         empty no item can be over quota, so what remains is attaching a pending client report
         and serialising. Once a rate limit arrives, the SDK's own method runs from then on.
         """
-        if self._disabled_until or _sdk_debug():
+        if self._disabled_until or _sdk_debug(self.options):
             return super()._prepare_envelope(envelope)
         client_report = self._fetch_pending_client_report(interval=30)
         if client_report is not None:

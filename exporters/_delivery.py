@@ -440,6 +440,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self._rate = 0.0  # envelopes per second, over the last measuring window
         self._rate_since = time.monotonic()
         self._local = threading.local()
+        self._auth_headers: dict[str, str] | None = None
         #: Envelopes refused by the queue or lost in flight (exact, for tests and the benchmark).
         self.dropped = 0
         self.delivered = 0
@@ -734,6 +735,15 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
             if reports:
                 self._unfetch(Envelope(items=reports))
         super()._handle_response(response, envelope)
+
+    def _update_headers(self, headers: dict[str, str]) -> None:
+        # The SDK formats the same User-Agent and X-Sentry-Auth for every envelope: once here.
+        auth = self._auth_headers
+        if auth is None:
+            auth = {}
+            super()._update_headers(auth)
+            self._auth_headers = auth
+        headers.update(auth)
 
     def _prepare_envelope(self, envelope: Envelope) -> Any:
         if _reports_only(envelope) and self._check_disabled("internal"):

@@ -80,6 +80,9 @@ class _BadResponse(http.client.HTTPException):
 
 
 _MAX_HEAD = 65_536  # status line and headers; relay's are a few hundred bytes
+#: Parsed response heads by their bytes (read-only once stored; a few per second: Date).
+_HEADS: dict[bytes, tuple[bytes, int, _Headers]] = {}
+_HEADS_MAX = 64
 
 
 def host_header(host: str, port: int) -> bytes:
@@ -92,15 +95,26 @@ def request_bytes(
     host: bytes, method: str, path: str, headers: Mapping[str, str], body: bytes
 ) -> bytes:
     """One request as the bytes to write (ValueError for a header that would inject)."""
-    head = [f"{method} {path} HTTP/1.1".encode("ascii"), b"Host: " + host]
-    head.append(b"Content-Length: %d" % len(body))
-    for name, value in headers.items():
-        if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
-            # Refused, as http.client refuses it: a line break would inject a header.
-            raise ValueError(f"Invalid header value {value!r}")
-        head.append(f"{name}: {value}".encode("latin-1"))
-    head.append(b"\r\n")
-    return b"\r\n".join(head) + body
+    key = (host, method, path, *headers.items())
+    head = _REQUEST_HEADS.get(key)
+    if head is None:
+        lines = [f"{method} {path} HTTP/1.1".encode("ascii"), b"Host: " + host]
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
+                # Refused, as http.client refuses it: a line break would inject a header.
+                raise ValueError(f"Invalid header value {value!r}")
+            lines.append(f"{name}: {value}".encode("latin-1"))
+        lines.append(b"Content-Length: ")
+        head = b"\r\n".join(lines)
+        if len(_REQUEST_HEADS) >= _HEADS_MAX:
+            _REQUEST_HEADS.clear()
+        _REQUEST_HEADS[key] = head
+    return b"%b%d\r\n\r\n%b" % (head, len(body), body)
+
+
+#: Request heads up to ``Content-Length: `` by (host, method, path, headers): an envelope's
+#: headers are the same every time (auth, content type; gzip or not).
+_REQUEST_HEADS: dict[tuple[Any, ...], bytes] = {}
 
 
 class _Connection:
@@ -194,8 +208,14 @@ class _Connection:
             if len(buf) > _MAX_HEAD:
                 raise _BadResponse("response headers too long")
             self._fill()
-        lines = bytes(buf[:end]).split(b"\r\n")
+        block = bytes(buf[:end])
         del buf[: end + 4]
+        # A server answers with the same status line and headers, Date aside, again and again:
+        # parsed once per distinct block (a tenth of a sender's CPU per envelope otherwise).
+        known = _HEADS.get(block)
+        if known is not None:
+            return known
+        lines = block.split(b"\r\n")
         parts = lines[0].split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise _BadResponse(f"bad status line {lines[0][:80]!r}")
@@ -207,7 +227,11 @@ class _Connection:
             key = name.strip().decode("latin-1").lower()
             text = value.strip().decode("latin-1")
             received[key] = f"{received[key]}, {text}" if key in received else text
-        return parts[0], int(parts[1]), received
+        head = (parts[0], int(parts[1]), received)
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[block] = head
+        return head
 
     def _read_exact(self, length: int) -> bytes:
         buf = self.buf
@@ -269,11 +293,10 @@ def fast_path_reason(transport: HttpTransport) -> str | None:
 
 def _sent_headers(headers: Mapping[str, str]) -> dict[str, str]:
     # The connection writes Host and Content-Length, and refuses a header with a line break.
-    return {
-        key: value
-        for key, value in headers.items()
-        if key.lower() not in ("host", "content-length", "transfer-encoding", "connection")
-    }
+    return {key: value for key, value in headers.items() if key.lower() not in _OWN_HEADERS}
+
+
+_OWN_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "connection"))
 
 
 class KeepAliveRequests(_Base):
@@ -285,6 +308,7 @@ class KeepAliveRequests(_Base):
 
     _fast_host: str | None
     _fast_port: int
+    _fast_host_header: bytes
     _fast_netloc: str
     _fast_paths: dict[EndpointType, str]
     _fast_idle: list[_Connection]
@@ -301,6 +325,7 @@ class KeepAliveRequests(_Base):
             if url.hostname:
                 self._fast_host = url.hostname
                 self._fast_port = url.port or 80
+                self._fast_host_header = host_header(self._fast_host, self._fast_port)
                 self._fast_netloc = url.netloc
         return pool
 
@@ -373,7 +398,7 @@ class KeepAliveRequests(_Base):
         results: list[Any] = [None] * len(requests)
         assert self._fast_host is not None
         wire: list[tuple[int, bytes]] = []
-        host = host_header(self._fast_host, self._fast_port)
+        host = self._fast_host_header
         for index, (body, headers) in enumerate(requests):
             try:
                 data = request_bytes(host, method, path, _sent_headers(headers), body)
