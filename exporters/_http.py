@@ -48,6 +48,11 @@ else:
 #: Idle connections kept per transport (one per thread that sent concurrently; the delivery
 #: transport runs at most 32 senders).
 _MAX_IDLE = 32
+#: Pause per answer still awaited in a pipelined batch: first guess, and bounds (the whole
+#: pause is at most _MAX_PAUSE_S).
+_FIRST_GAP_S = 20e-6
+_MIN_GAP_S = 1e-6
+_MAX_PAUSE_S = 0.005
 #: An idle connection reused within this many seconds is not polled for a close first.
 _FRESH_S = 0.25
 
@@ -127,7 +132,7 @@ class _Connection:
     header parsing goes through the ``email`` package), and this runs once per envelope.
     """
 
-    __slots__ = ("buf", "host", "pid", "poller", "sock", "used")
+    __slots__ = ("buf", "host", "pid", "poller", "reads", "sock", "used")
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
         self.pid = os.getpid()
@@ -141,6 +146,7 @@ class _Connection:
             self.sock.close()
             raise
         self.buf = bytearray()
+        self.reads = 0  # recv calls made
         self.used = 0.0  # when it went back to the idle list
 
     def close(self) -> None:
@@ -194,6 +200,7 @@ class _Connection:
         return _Response(status, received, data), reusable
 
     def _fill(self) -> None:
+        self.reads += 1
         chunk = self.sock.recv(65_536)
         if not chunk:
             raise http.client.RemoteDisconnected("the server closed the connection")
@@ -312,11 +319,13 @@ class KeepAliveRequests(_Base):
     _fast_netloc: str
     _fast_paths: dict[EndpointType, str]
     _fast_idle: list[_Connection]
+    _answer_gap: float
 
     def _make_pool(self) -> Any:
         pool = super()._make_pool()
         self._fast_paths = {}
         self._fast_idle = []
+        self._answer_gap = _FIRST_GAP_S
         self._fast_host = None
         self._fast_port = 80
         self._fast_netloc = ""
@@ -414,6 +423,7 @@ class KeepAliveRequests(_Base):
             return [exc if result is None else result for result in results]
         while wire:
             answered = 0
+            paused_at = -1
             try:
                 conn.sock.sendall(b"".join(data for _, data in wire))
                 reusable = True
@@ -422,6 +432,9 @@ class KeepAliveRequests(_Base):
                     response, reusable = conn.response(method, last=last)
                     results[wire[answered][0]] = response
                     answered += 1
+                    if answered == 1 and len(wire) > 2:
+                        self._pause_for_answers(conn, len(wire) - 1)
+                        paused_at = conn.reads
             except TimeoutError as exc:  # slow, not gone: resending would double the wait
                 conn.close()
                 for index, _ in wire[answered:]:
@@ -436,6 +449,8 @@ class KeepAliveRequests(_Base):
                 reusable = False
             wire = wire[answered:]
             if not wire:
+                if paused_at >= 0:
+                    self._paused_enough(conn.reads == paused_at)
                 self._give_back(conn, reusable)
                 break
             conn.close()  # it closed (or broke) with requests unanswered: a new one for them
@@ -446,6 +461,21 @@ class KeepAliveRequests(_Base):
                     results[index] = exc
                 return results
         return results
+
+    def _pause_for_answers(self, conn: _Connection, waiting: int) -> None:
+        """Sleep once, as long as the other answers of a batch take to come, instead of a
+        blocking read (a thread wake-up) for each (a server writes them one by one).
+
+        The pause per answer adapts: shorter when every answer was in after it, longer when a
+        read still had to wait; never more than :data:`_MAX_PAUSE_S`."""
+        pause = min(self._answer_gap * waiting, _MAX_PAUSE_S)
+        if pause > 0.0001:
+            time.sleep(pause)
+
+    def _paused_enough(self, enough: bool) -> None:
+        """After a batch: were all answers in after the pause (``enough``)?"""
+        gap = self._answer_gap * (0.85 if enough else 1.25)
+        self._answer_gap = min(max(gap, _MIN_GAP_S), _MAX_PAUSE_S)
 
     def _fast_path(self, endpoint_type: EndpointType) -> str:
         path = self._fast_paths.get(endpoint_type)
