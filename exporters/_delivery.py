@@ -187,6 +187,15 @@ class EnvelopeQueue:
         self.gather = threading.Condition(lock)
         #: While above 0 (a flush, exit), senders do not linger.
         self.urgent = 0
+        #: Senders waiting on ``cond`` for an envelope.
+        self.idle = 0
+
+    def _wait_for_one(self, timeout: float) -> None:
+        self.idle += 1
+        try:
+            self.cond.wait(timeout)
+        finally:
+            self.idle -= 1
 
     def put(self, envelope: Envelope, priority: int, size: int) -> bool:
         """Queue the envelope; False (and nothing queued) when its priority's queue is full."""
@@ -197,7 +206,8 @@ class EnvelopeQueue:
                 return False
             queue.append((envelope, size))
             self._bytes[priority] += size
-            self.cond.notify()
+            if self.idle:  # notify() costs even with nobody waiting, at every envelope
+                self.cond.notify()
             if priority == HIGH or len(queue) == PIPELINE:
                 self.gather.notify_all()
             return True
@@ -206,7 +216,7 @@ class EnvelopeQueue:
         """The oldest envelope of the highest priority waiting, or None after ``timeout``."""
         with self.cond:
             if not self._any():
-                self.cond.wait(timeout)
+                self._wait_for_one(timeout)
             for priority in sorted(self._queues):
                 queue = self._queues[priority]
                 if queue:
@@ -224,7 +234,7 @@ class EnvelopeQueue:
         spans and transactions wait and fewer than ``limit``, wait that long for more."""
         with self.cond:
             if not self._any():
-                self.cond.wait(timeout)
+                self._wait_for_one(timeout)
                 if not self._any():
                     return []
             waiting = sum(len(q) for q in self._queues.values())
@@ -299,6 +309,7 @@ class EnvelopeQueue:
         self._new_conditions()
         self.in_flight = 0
         self.urgent = 0
+        self.idle = 0
         for priority, queue in self._queues.items():
             queue.clear()
             self._bytes[priority] = 0

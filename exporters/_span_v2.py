@@ -26,7 +26,15 @@ from sentry_sdk.utils import format_attribute, serialize_attribute
 from widgettrace.exporters._scrub import Scrubber
 from widgettrace.exporters._sentry_convert import classify, dumps
 
-__all__ = ["MAX_OPEN", "SPAN_CONTENT_TYPE", "Rec", "SpanEncoder", "span_envelope", "typed"]
+__all__ = [
+    "MAX_OPEN",
+    "SPAN_CONTENT_TYPE",
+    "Rec",
+    "SpanEncoder",
+    "record",
+    "span_envelope",
+    "typed",
+]
 
 SPAN_CONTENT_TYPE = SpanBatcher.CONTENT_TYPE
 #: Open spans whose local root is remembered, and segment names kept for late children.
@@ -74,8 +82,28 @@ def typed(value: Any) -> dict[str, Any]:
     return serialize_attribute(format_attribute(value))  # type: ignore[return-value]
 
 
-# (the ended span, its segment's span id or 0 when unknown)
-Rec = tuple[Any, int]
+#: What an ended span leaves for the export thread: its context, parent context, name, kind,
+#: status code, attributes (a plain dict), links, start and end (ns), and its segment's span id
+#: (0 when unknown). Taken on the application's thread (:func:`record`), so the span object
+#: itself is freed there, where its memory is hot, and not on the export thread.
+Rec = tuple[Any, Any, str, Any, Any, Any, Any, int, int, int]
+
+
+def record(span: Any, segment: int) -> Rec:
+    """The :data:`Rec` of an ended SDK span (its private fields: no property calls)."""
+    attrs = span._attributes
+    return (
+        span._context,
+        span._parent,
+        span._name,
+        span._kind,
+        span._status._status_code,
+        getattr(attrs, "_dict", attrs),
+        span._links,
+        span._start_time or 0,
+        span._end_time or 0,
+        segment,
+    )
 #: Attribute fragments remembered (:meth:`SpanEncoder.attributes_json`); past it, start over.
 _FRAGMENTS_MAX = 8192
 
@@ -115,19 +143,10 @@ class SpanEncoder:
         Sentry's derived ones per op and segment name, the user's per (key, value) through a
         bounded memo (:meth:`attributes_json`), so a span of a known route, host or widget
         operation costs lookups rather than scrubbing, typing and encoding."""
-        span, segment = rec
-        ctx = span._context
-        parent = span._parent
-        name = span._name
-        kind = span._kind
-        code = span._status._status_code
-        attrs = span._attributes
-        links = span._links
-        start = span._start_time or 0
-        end = span._end_time or 0
+        ctx, parent, name, kind, code, attrs, links, start, end, segment = rec
         sid = ctx[1]
         is_segment = parent is None or parent[2]
-        attributes = getattr(attrs, "_dict", attrs) or {}
+        attributes = attrs or {}
         keys = tuple(attributes)
         op, description, _status, segment_name, source = classify(
             name, kind, code, attributes, keys

@@ -29,9 +29,10 @@ retries and client reports stay the SDK's. Errors never wait behind spans: they 
 SDK's ``capture_event`` directly, not through this queue.
 
 On the application's thread ``on_start`` remembers the span's local root (one dict entry while
-the span is open) and ``on_end`` appends the span and that root to a bounded deque, as the
-SDK's ``BatchSpanProcessor`` appends the span (``benchmarks/bench_spans.py``: the same CPU on
-the application's thread); a daemon thread turns them into span JSON (names and attributes
+the span is open) and ``on_end`` appends the span's fields and that root to a bounded deque
+(:func:`._span_v2.record`: a tuple of references, so the span object is freed on the thread that
+wrote it, where its memory is hot, instead of on the export thread), at the CPU the SDK's
+``BatchSpanProcessor`` spends appending the span (``benchmarks/bench_spans.py``); a daemon thread turns them into span JSON (names and attributes
 scrubbed like every other payload, encoded fragments remembered), builds the envelopes, and
 waits for room in the HTTP delivery queue when it is full and Sentry is healthy (back-pressure:
 spans are then dropped, and counted, only at the deque).
@@ -64,6 +65,7 @@ from widgettrace.exporters._span_v2 import (
     SPAN_CONTENT_TYPE,
     Rec,
     SpanEncoder,
+    record,
     span_envelope,
     typed,
 )
@@ -212,7 +214,7 @@ class StreamSpanProcessor(ExportThreadProcessor):
                 with self._drop_lock:
                     self._dropped += 1
                 return
-            queue.append((span, root))
+            queue.append(record(span, root))
             if queued == WAKE_AT_QUEUED:
                 self._wake.set()
         except Exception:
@@ -278,7 +280,7 @@ class StreamSpanProcessor(ExportThreadProcessor):
             if not queue:
                 return False
             rec = popleft()
-            tid = rec[0]._context[0]
+            tid = rec[0][0]
             bucket = buckets.get(tid)
             if bucket is None:
                 bucket = buckets[tid] = _Bucket(now, format(tid, "032x"))
