@@ -104,6 +104,8 @@ def record(span: Any, segment: int) -> Rec:
         span._end_time or 0,
         segment,
     )
+
+
 #: Attribute fragments remembered (:meth:`SpanEncoder.attributes_json`); past it, start over.
 _FRAGMENTS_MAX = 8192
 

@@ -32,8 +32,9 @@ On the application's thread ``on_start`` remembers the span's local root (one di
 the span is open) and ``on_end`` appends the span's fields and that root to a bounded deque
 (:func:`._span_v2.record`: a tuple of references, so the span object is freed on the thread that
 wrote it, where its memory is hot, instead of on the export thread), at the CPU the SDK's
-``BatchSpanProcessor`` spends appending the span (``benchmarks/bench_spans.py``); a daemon thread turns them into span JSON (names and attributes
-scrubbed like every other payload, encoded fragments remembered), builds the envelopes, and
+``BatchSpanProcessor`` spends appending the span (``benchmarks/bench_spans.py``); a daemon
+thread turns them into span JSON (names and attributes scrubbed like every other payload,
+encoded fragments remembered), builds the envelopes, and
 waits for room in the HTTP delivery queue when it is full and Sentry is healthy (back-pressure:
 spans are then dropped, and counted, only at the deque).
 """
