@@ -43,7 +43,7 @@ from sentry_sdk.transport import HttpTransport
 from sentry_sdk.utils import capture_internal_exceptions
 
 from widgettrace.exporters._batching import FastEnvelopes
-from widgettrace.exporters._http import KeepAliveRequests
+from widgettrace.exporters._http import KeepAliveRequests, _Response
 from widgettrace.instrumentation._guard import internal_errors, logger
 
 __all__ = [
@@ -653,8 +653,22 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         tid = threading.get_ident()
         destination = self.destination
         delivered = 0
+        answered: list[Envelope] = []
         last = ""  # the destination hears of each change of outcome along the batch, in order
         for (original, sent, _, _), result in zip(prepared, results, strict=True):
+            if (
+                type(result) is _Response
+                and 200 <= result.status < 300
+                and "x-sentry-rate-limits" not in result.headers
+            ):
+                # Accepted, no rate limit: the SDK's _handle_response does nothing more for
+                # it, so it is settled with the others at the end (one lock, not one each).
+                answered.append(original)
+                if last != "ok":
+                    last = "ok"
+                    self._note_round_trip(took / len(prepared))
+                    destination.succeeded(self.dropped)
+                continue
             local.current = original
             local.status = None
             with capture_internal_exceptions():
@@ -699,6 +713,14 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
                     if last != "failed":
                         last = "failed"
                         destination.failed(f"HTTP {status}", self.dropped, len(self._queue))
+        if answered:
+            with self._queue.cond:
+                if tid not in abandoned:  # else kill() counted them
+                    delivered += len(answered)
+                    sending = self._sending.get(tid)
+                    if sending is not None:
+                        done = set(map(id, answered))
+                        sending[:] = [env for env in sending if id(env) not in done]
         if delivered:
             with self._lost_lock:
                 self.delivered += delivered

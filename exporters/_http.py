@@ -177,12 +177,13 @@ class _Connection:
             if not (100 <= status < 200):
                 break  # 1xx (100 Continue): the real answer follows
         reusable = version == b"HTTP/1.1"
-        connection = received.get("connection", "").lower()
+        get = dict.get  # the keys are lower case already: no lower() per lookup
+        connection = get(received, "connection", "").lower()
         if "close" in connection:
             reusable = False
         elif "keep-alive" in connection:
             reusable = True
-        if "chunked" in received.get("transfer-encoding", "").lower():
+        if "chunked" in get(received, "transfer-encoding", "").lower():
             data = self._read_chunked()
         elif "content-length" in received:
             try:
