@@ -584,7 +584,10 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
             self.pipeline > 1 and backlog <= senders * self.pipeline and backlog * rtt < senders
         ):
             return senders or 1
-        wanted = max(math.ceil(self._rate * rtt) + 1, math.ceil(backlog * rtt))
+        # One more for slack when each connection has one envelope in flight; pipelined, a
+        # burst (the export thread hands over a tick's transactions at once) is one batch.
+        slack = 1 if self.pipeline == 1 else 0
+        wanted = max(math.ceil(self._rate * rtt) + slack, math.ceil(backlog * rtt))
         return max(1, min(MAX_CONNECTIONS, wanted))
 
     def _send_loop(self) -> None:

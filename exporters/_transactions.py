@@ -721,17 +721,22 @@ class WidgetTraceSpanProcessor(ExportThreadProcessor):
         if extras is not None:
             items.extend(extras[0])
             crumbs.extend(extras[1] or ())
-        if not items and not crumbs:
+        tags: dict[str, str] = {}
+        user: dict[str, Any] = {}
+        contexts: dict[str, Any] = {}
+        if items:
+            self._scope_from_items(items, tags, user, contexts)
+        if not tags and not user and not contexts and not crumbs:
+            # Nothing to add (e.g. client.address without send_default_pii, on every request
+            # of a server): the event is not decoded and encoded again.
             return event_json
         event = orjson.loads(event_json)
-        if items:
-            tags = dict(event.get("tags") or {})
-            user: dict[str, Any] = {}
-            self._scope_from_items(items, tags, user, event["contexts"])
-            if tags:
-                event["tags"] = tags
-            if user:
-                event["user"] = user
+        if tags:
+            event["tags"] = {**(event.get("tags") or {}), **tags}
+        if user:
+            event["user"] = user
+        for name, values in contexts.items():
+            event["contexts"].setdefault(name, {}).update(values)
         if crumbs:
             crumbs.sort(key=lambda c: c["timestamp"])
             event["breadcrumbs"] = {"values": crumbs[-100:]}
