@@ -83,9 +83,12 @@ class BatchedSubmit(Generic[T]):
         after_batch: Callable[[], None] | None = None,
         size: Callable[[T], int] | None = None,
         max_bytes: int = 0,
+        send_many: Callable[[list[T]], None] | None = None,
     ) -> None:
         self._worker = worker
         self._send = send
+        #: With it, a batch is handed over at once (the local log writes it in one go).
+        self._send_many = send_many
         self._after_batch = after_batch
         self.max_pending = max_pending
         #: With ``size``: bytes held at most (0: no byte bound).
@@ -168,6 +171,10 @@ class BatchedSubmit(Generic[T]):
                 batch = list(pending)
                 pending.clear()
                 self._bytes = 0
+            if self._send_many is not None:
+                with capture_internal_exceptions():
+                    self._send_many(batch)
+                continue
             for envelope in batch:
                 with capture_internal_exceptions():
                     self._send(envelope)

@@ -192,6 +192,7 @@ class LocalLogTransport(Transport):
             max_pending=queue_size,
             size=envelope_size,
             max_bytes=DEFAULT_QUEUE_BYTES,
+            send_many=self._write_envelopes,
         )
         if inner is not None and hasattr(inner, "filtering"):
             inner.filtering = False  # filter_envelope runs here, once, for both halves
@@ -316,19 +317,49 @@ class LocalLogTransport(Transport):
 
     def _write_envelope(self, envelope: Envelope) -> None:
         """Runs on the worker thread: filter, one line per logged item, then the HTTP half."""
-        filtered = filter_envelope(envelope)
-        if filtered is None:
-            return
-        for item in filtered.items:
-            if item.type in BATCH_ITEM_TYPES:
-                # One line per span / log record / session (``_itemlines``).
-                for line in item_lines(item):
-                    self._write_line(line, item)
-            elif item.type in LOGGED_ITEM_TYPES:
-                self._write_line(item.get_bytes(), item)
+        self._write_envelopes([envelope])
+
+    def _write_envelopes(self, envelopes: list[Envelope]) -> None:
+        """Runs on the worker thread, per batch: filter, one line per logged item (a span, log
+        record or session each: ``_itemlines``), every line in as few writes as possible
+        (:meth:`LogFileWriter.write_lines`), then the HTTP half, envelope by envelope."""
+        lines: list[bytes] = []
+        items: list[Item] = []
+        forward: list[Envelope] = []
+        for envelope in envelopes:
+            with internal_errors("locallog.write_envelope"):
+                filtered = filter_envelope(envelope)
+                if filtered is None:
+                    continue
+                for item in filtered.items:
+                    if item.type in BATCH_ITEM_TYPES:
+                        payloads = item_lines(item)
+                    elif item.type in LOGGED_ITEM_TYPES:
+                        payloads = [item.get_bytes()]
+                    else:
+                        continue
+                    for payload in payloads:
+                        try:
+                            lines.append(_one_line(payload))
+                        except ValueError as exc:  # not JSON: counted, as a failed write is
+                            self._count("local_log_error", None, item)
+                            self._write_failed(exc)
+                            continue
+                        items.append(item)
+                forward.append(filtered)
+        if lines:
+            try:
+                self.lines_written += self.writer.write_lines(lines)
+            except OSError as exc:
+                written = self.writer.written_before_error
+                self.lines_written += written
+                for item in items[written:]:
+                    self._count("local_log_error", None, item)
+                self._write_failed(exc)
         if self.inner is not None:
-            with internal_errors("locallog.inner_capture_envelope"):
-                self.inner.capture_envelope(filtered)
+            for envelope in forward:
+                with internal_errors("locallog.inner_capture_envelope"):
+                    self.inner.capture_envelope(envelope)
 
     def _write_client_report(self, report: dict[str, Any]) -> None:
         self._write_line(json.dumps({"type": "client_report", **report}).encode(), None)
@@ -340,14 +371,17 @@ class LocalLogTransport(Transport):
             self.lines_written += 1
         except (OSError, ValueError) as exc:
             self._count("local_log_error", "default" if item is None else None, item)
-            self.writer.close()  # reopen (and recreate the directory) on the next line
-            self._warn_once(
-                "write_error",
-                "widgettrace: cannot write the local log %s (%s); dropping its lines until "
-                "it works again",
-                self.writer.path,
-                exc,
-            )
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: Exception) -> None:
+        self.writer.close()  # reopen (and recreate the directory) on the next line
+        self._warn_once(
+            "write_error",
+            "widgettrace: cannot write the local log %s (%s); dropping its lines until "
+            "it works again",
+            self.writer.path,
+            exc,
+        )
 
 
 def _reset_locks_after_fork(transport: LocalLogTransport) -> None:

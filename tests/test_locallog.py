@@ -241,6 +241,11 @@ class BlockingWriter(LogFileWriter):
         assert self.release.wait(10)
         super().write_line(data)
 
+    def write_lines(self, lines: list[bytes]) -> int:
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().write_lines(lines)
+
 
 def test_overflow_is_counted_and_warned_once(
     log_path: Path, caplog: pytest.LogCaptureFixture

@@ -38,6 +38,10 @@ for i in range(count):
     # Sizes from tiny to well above a pipe buffer (4 KiB), where interleaving would show.
     envelope.add_event({"message": f"{name}-{i}", "extra": {"pad": "x" * rng.randint(0, 9000)}})
     transport.capture_envelope(envelope)
+    if i % 50 == 49:
+        # Spread the writes over time: the writer appends what waits in few writes, and two
+        # processes that each finish in one burst would barely overlap.
+        time.sleep(0.005)
 transport.flush(60)
 print(json.dumps({"lost": {"/".join(k): v for k, v in transport.lost_events().items()},
                   "written": transport.lines_written}))
@@ -213,3 +217,30 @@ def test_forked_child_writes_whole_lines_too(tmp_path: Path) -> None:
     records = [json.loads(x) for x in path.read_bytes().splitlines()]
     assert len(records) == 1001
     assert sorted(r["i"] for r in records if r["who"] == "child") == list(range(500))
+
+
+def test_write_lines_rotates_where_write_line_does(tmp_path: Path) -> None:
+    # A batch goes out in a few writes, but the files end up exactly as line-by-line writing
+    # leaves them: same rotations, same lines in each file, whole lines only.
+    one_by_one = LogFileWriter(tmp_path / "a" / "sentry.log", max_bytes=4096, backups=2)
+    batched = LogFileWriter(tmp_path / "b" / "sentry.log", max_bytes=4096, backups=2)
+    lines = [line(i, 100 + (i * 37) % 900) for i in range(100)]
+    for data in lines:
+        one_by_one.write_line(data)
+    assert batched.write_lines(lines[:60]) == 60
+    assert batched.write_lines(lines[60:]) == 40
+    assert batched.rotations == one_by_one.rotations > 0
+    for a, b in zip(
+        [one_by_one.path, *rotated_paths(one_by_one.path, 2)],
+        [batched.path, *rotated_paths(batched.path, 2)],
+        strict=True,
+    ):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_write_lines_ends_a_torn_line_first(tmp_path: Path) -> None:
+    path = tmp_path / "sentry.log"
+    path.write_bytes(b'{"whole":1}\n{"torn":')
+    writer = LogFileWriter(path, max_bytes=1 << 20, backups=1)
+    assert writer.write_lines([b'{"n":1}', b'{"n":2}']) == 2
+    assert path.read_bytes() == b'{"whole":1}\n{"torn":\n{"n":1}\n{"n":2}\n'
