@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -183,9 +184,11 @@ def test_performance_percentiles_and_self_time_breakdown(tmp_path: Path) -> None
     )
 
 
-def test_breakdown_of_a_window_counts_exactly_the_spans_ending_in_it(tmp_path: Path) -> None:
-    # Whole minutes come from the per-minute roll-up, the partial minutes at either end from the
-    # spans: the sum must be the spans' own, whatever the window's edges.
+def test_breakdown_of_a_window_counts_the_spans_ending_in_the_minutes_it_touches(
+    tmp_path: Path,
+) -> None:
+    # The breakdown reads the per-minute roll-up: its sums must be the spans' own over every
+    # minute the window touches (first and last whole), whatever the window's edges.
     log = tmp_path / "sentry.log"
     records = []
     for i in range(300):  # one transaction every 7 s over 35 minutes, flat and nested
@@ -205,7 +208,10 @@ def test_breakdown_of_a_window_counts_exactly_the_spans_ending_in_it(tmp_path: P
             got = {p["op"]: p["self_ms"] for p in entry["parts"]}
             want: dict[str, float] = {}
             for r in rows:
-                if (since is None or r["ts"] >= since) and (until is None or r["ts"] < until):
+                minute = math.floor(r["ts"] / 60) * 60
+                if (since is None or minute >= math.floor(since / 60) * 60) and (
+                    until is None or minute < until
+                ):
                     want[r["op"]] = want.get(r["op"], 0.0) + r["self_ms"]
             assert got == pytest.approx(want), (since, until)
     assert "<host>" in performance.breakdown_line(entry)
@@ -220,7 +226,7 @@ def test_span_times_written_as_text_are_read(tmp_path: Path) -> None:
     record["spans"][0]["timestamp"] = "2026-12-01T00:00:00.040Z"
     write_lines(log, [transaction(T0, "GET /n", 10.0), record])
     with open_store(log) as store:
-        (ms,) = store.con.execute("SELECT duration_ms FROM spans WHERE op = 'db'").fetchone() or ()
+        (ms,) = store.scalar("SELECT duration_ms FROM spans WHERE op = 'db'"),
     assert ms == pytest.approx(40.0)
 
 
