@@ -394,7 +394,7 @@ WHERE type = 'deploy' AND release IS NOT NULL
 _SESSIONS = """
 INSERT INTO sessions
 SELECT sid, did, coalesce(release, attrs.release), coalesce(environment, attrs.environment),
-    status, wt_ts(started), wt_ts(timestamp), TRY_CAST(errors AS BIGINT)
+    status, wt_ts(started), wt_ts(timestamp), TRY_CAST(errors AS BIGINT), name
 FROM raw WHERE type = 'session' OR (sid IS NOT NULL AND type IS NULL)
 """
 

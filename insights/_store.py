@@ -58,7 +58,7 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
@@ -221,7 +221,7 @@ CREATE TABLE IF NOT EXISTS breadcrumbs (
 CREATE TABLE IF NOT EXISTS deploys (release VARCHAR, environment VARCHAR, ts DOUBLE);
 CREATE TABLE IF NOT EXISTS sessions (
     sid VARCHAR, did VARCHAR, release VARCHAR, environment VARCHAR, status VARCHAR,
-    started DOUBLE, ts DOUBLE, errors BIGINT
+    started DOUBLE, ts DOUBLE, errors BIGINT, name VARCHAR
 );
 CREATE TABLE IF NOT EXISTS session_aggregates (
     minute DOUBLE, release VARCHAR, environment VARCHAR, exited BIGINT, errored BIGINT,

@@ -397,3 +397,39 @@ def test_sessions_affected_come_from_release_health_sessions(tmp_path: Path) -> 
     with open_store(log) as store:
         (issue,) = issues_view.list_issues(store)
     assert (issue["users"], issue["sessions"], issue["count"]) == (1, 2, 3)
+
+
+def test_session_journey_is_its_users_actions_between_its_start_and_end(tmp_path: Path) -> None:
+    log = tmp_path / "sentry.log"
+    sess = {"type": "session", "sid": "s-qa", "did": "qa", "name": "Block 5 QA agent",
+            "started": T0 + 10, "timestamp": T0 + 10 + 23 * 60, "status": "errored",
+            "errors": 1, "attrs": {"release": "r"}}
+    write_lines(log, [
+        transaction(T0, "POST /before", 5.0, user="qa"),  # before the session: not in it
+        {**sess, "status": "ok", "timestamp": T0 + 10},  # the session's first update
+        transaction(T0 + 20, "POST /discover", 5.0, user="qa"),
+        transaction(T0 + 30, "GET /other-user", 5.0, user="someone-else"),
+        error_event(T0 + 40, "ReadTimeout", "discovery", "scan", user="qa"),
+        transaction(T0 + 50, "POST /discover", 5.0, user="qa"),
+        sess,
+        transaction(T0 + 24 * 60, "POST /after", 5.0, user="qa"),  # after its end
+        {**sess, "sid": "s-anon", "did": None, "name": "no user"},  # nothing ties events to it
+    ])
+    with open_store(log) as store:
+        (journey,) = journeys.session_journeys(store)
+        assert journeys.session_journeys(store, session="s-qa") == [journey]
+        assert journeys.session_journeys(store, Window(since=T0 + 30 * 60)) == []
+    assert (journey["name"], journey["status"], journey["user"]) == (
+        "Block 5 QA agent", "errored", "qa")
+    assert journey["duration_s"] == pytest.approx(23 * 60)
+    assert [(a["kind"], a["text"].split(":")[0], a["retry"]) for a in journey["actions"]] == [
+        ("transaction", "POST /discover", False),
+        ("error", "ReadTimeout in scan (discovery)", False),
+        ("transaction", "POST /discover", True),
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "widgettrace", "journeys", str(log), "--sessions"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "Session for Block 5 QA agent (qa, errored): 23 min, 1 errors" in out
+    assert "ERROR ReadTimeout in scan (discovery)" in out and "retry: POST /discover" in out
