@@ -406,7 +406,7 @@ class Store:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE raw AS SELECT *, {_grouping.SPAN_FIGURES} "
                 "FROM read_json(?, format = 'newline_delimited', records = true, "
-                f"ignore_errors = true, columns = {spec}, maximum_object_size = 268435456)",
+                f"ignore_errors = true, columns = {spec})",
                 [source],
             )
             # Span timestamps as text (RFC 3339): read the piece again, timestamps as text.

@@ -207,3 +207,16 @@ def test_deferred_span_rows_follow_appends_rotation_and_replacement(tmp_path: Pa
     with open_store(log) as store:
         assert store.scalar("SELECT count(*) FROM transactions") == 10
         assert store.scalar("SELECT count(*) FROM spans") == 18 + 4 * 3
+
+
+def test_a_line_of_many_megabytes_is_read_not_counted_corrupt(tmp_path: Path) -> None:
+    # The JSON reader keeps its default object size (its buffers scale with it); a huge line,
+    # whatever an app put in an event, is still one event.
+    log = tmp_path / "sentry.log"
+    big = error_event(T0, "KeyError", "m", "f")
+    big["extra"] = {"blob": "y" * (20 << 20)}
+    write_lines(log, [transaction(T0, "GET /a", 5.0), big, transaction(T0 + 1, "GET /b", 5.0)])
+    with open_store(log) as store:
+        assert store.corrupt_lines == 0
+        assert (store.scalar("SELECT count(*) FROM errors"),
+                store.scalar("SELECT count(*) FROM transactions")) == (1, 2)
