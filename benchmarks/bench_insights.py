@@ -7,6 +7,8 @@ Rows (``results/insights.json``), each measured by running the real CLI as a sub
   to ``cat`` from the same round;
 * the next ``standup`` after 10,000 more events were appended (incremental);
 * a ``standup`` with nothing new (the queries alone);
+* then ``journeys --user``, the first view that reads single spans: it writes the span rows the
+  ingestion deferred (a second read of the log's transactions);
 * alert latency: from an error line's write (a new issue each time) to the webhook receiver's
   receipt, ``widgettrace watch --interval 0.2``, over 20 alerts (p50 and max).
 
@@ -64,6 +66,7 @@ def _row(case: str, samples: list[float], unit: str, baseline: float | None = No
 
 def standup_rounds(log: Path, events: int, rounds: int) -> list[dict[str, Any]]:
     cat, first, first_cpu, second, second_cpu, idle, ratios = [], [], [], [], [], [], []
+    spans, spans_cpu = [], []
     store = log.with_name(log.name + ".insights.duckdb")
     base = log.with_name("base.log")
     gen_log.generate(base, events, seed=1)
@@ -84,6 +87,10 @@ def standup_rounds(log: Path, events: int, rounds: int) -> list[dict[str, Any]]:
         second_cpu.append(cpu)
         wall, _ = _timed([*CLI, "standup", str(log)])
         idle.append(wall)
+        # The first view that reads single spans writes their rows (deferred at ingestion).
+        wall, cpu = _timed([*CLI, "journeys", str(log), "--user", "user-7"])
+        spans.append(wall)
+        spans_cpu.append(cpu)
     size = log.stat().st_size
     return [
         _row("cat log > /dev/null", cat, "s", bytes=size),
@@ -93,6 +100,8 @@ def standup_rounds(log: Path, events: int, rounds: int) -> list[dict[str, Any]]:
         _row("standup after +10,000 events (CPU)", second_cpu, "s"),
         _row("standup, nothing new (wall)", idle, "s"),
         _row("first standup / cat, per round", ratios, "x"),
+        _row("then a first view reading spans: journeys --user (wall)", spans, "s"),
+        _row("then a first view reading spans: journeys --user (CPU)", spans_cpu, "s"),
     ]
 
 

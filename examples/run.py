@@ -38,6 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from opentelemetry import trace
 from _serving import Child, listening_socket
 from demo_data import WIDGET_CONFIGS, create_repositories
 from hub import ModelHub
+from widgettrace import session as telemetry_session
 from widgettrace import span
 from widgettrace.exporters.destinations import describe, local_log_path
 
@@ -202,8 +204,18 @@ def _records(path: Path, since: float) -> Iterator[dict[str, Any]]:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and float(record.get("timestamp") or 0) >= since:
+            if isinstance(record, dict) and _epoch(record.get("timestamp")) >= since:
                 yield record
+
+
+def _epoch(value: Any) -> float:
+    """A line's timestamp: epoch seconds (events, spans) or RFC 3339 (session lines)."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return 0.0
+    return float(value or 0)
 
 
 def _plain_summary(path: Path, since: float) -> tuple[list[str], str]:
@@ -327,7 +339,10 @@ def main(argv: list[str] | None = None) -> int:
                 print("  linter widget       MCP stdio, spawned by the platform")
                 with span("run.py wait for platform"):
                     wait_ready(session, api)
-                drive(session, api.url, report)
+                # This script is the platform's QA agent: its run is one release-health session
+                # of the tenant it acts for (`widgettrace journeys --sessions` replays it).
+                with telemetry_session(user=TENANT, name="QA agent run"):
+                    drive(session, api.url, report)
             except Exception as exc:  # the demo itself broke: say why, keep the child logs
                 report.problems.append(f"{type(exc).__name__}: {exc}")
                 for child in children:

@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import duckdb
 
-__all__ = ["SPAN_MINUTES", "insert_statements", "install_macros", "normalise_message"]
+__all__ = [
+    "DEFERRED_SPANS",
+    "SPAN_AGENTS",
+    "SPAN_FIGURES",
+    "SPAN_MINUTES",
+    "insert_statements",
+    "install_macros",
+    "normalise_message",
+]
 
 # Order matters: UUIDs before hex, hex before plain numbers, paths before numbers. Hex ids are
 # 8+ hex digits (shorter runs are English: "face", "bad").
@@ -147,6 +155,30 @@ SELECT
 FROM d
 """
 
+#: Columns computed from each line's spans while it is parsed (cheaper than passes over the
+#: parsed lists later): ``span_flags`` (1: a child whose parent is not the root, so its parent
+#: has children; 2: a span time not read), the LLM cost and tokens, the discovery outcomes (a
+#: success adds 1, a failure 2^32: no transaction has 2^32 spans), the children's summed
+#: durations (seconds) and the agent blocks' spans.
+SPAN_FIGURES = """
+coalesce(list_aggregate(list_transform(spans, lambda x: CASE WHEN
+    x.parent_span_id IS DISTINCT FROM contexts.trace.span_id THEN 1 ELSE 0 END
+    + CASE WHEN x."timestamp" IS NULL OR x.start_timestamp IS NULL THEN 2 ELSE 0 END),
+    'bit_or'), 0) AS span_flags,
+coalesce(list_sum(list_transform(spans, lambda s:
+    TRY_CAST(s.data."gen_ai.cost.total_tokens" AS DOUBLE))), 0) AS span_cost,
+coalesce(list_sum(list_transform(spans, lambda s: CASE WHEN s.op <> 'gen_ai.invoke_agent' THEN
+    coalesce(TRY_CAST(s.data."gen_ai.usage.input_tokens" AS BIGINT), 0)
+    + coalesce(TRY_CAST(s.data."gen_ai.usage.output_tokens" AS BIGINT), 0)
+    END)), 0) AS span_tokens,
+coalesce(list_sum(list_transform(spans, lambda s: CASE WHEN s.op = 'widget.discovery' THEN
+    CASE s.data."widget.outcome" WHEN 'success' THEN 1 WHEN 'failure' THEN 4294967296 END
+    END)), 0) AS span_discovery,
+list_sum(list_transform(spans, lambda x: wt_ts(x."timestamp") - wt_ts(x.start_timestamp)))
+    AS span_child_s,
+list_filter(spans, lambda x: x.data."gen_ai.agent.name" IS NOT NULL) AS span_agents
+"""
+
 _TRANSACTIONS = """
 INSERT INTO transactions
 SELECT
@@ -164,20 +196,11 @@ SELECT
     coalesce(tags."service.name", server_name),
     wt_user("user"),
     contexts.trace.data."session.id",
-    coalesce(list_sum(list_transform(spans, lambda s:
-        TRY_CAST(s.data."gen_ai.cost.total_tokens" AS DOUBLE))), 0),
-    coalesce(list_sum(list_transform(spans, lambda s: CASE WHEN s.op <> 'gen_ai.invoke_agent' THEN
-        coalesce(TRY_CAST(s.data."gen_ai.usage.input_tokens" AS BIGINT), 0)
-        + coalesce(TRY_CAST(s.data."gen_ai.usage.output_tokens" AS BIGINT), 0)
-        END)), 0),
-    discovery % 4294967296,
-    discovery // 4294967296
--- Discovery spans' outcomes counted in one pass over the spans: a success adds 1, a failure
--- 2^32 (no transaction has 2^32 spans), split again above.
-FROM (SELECT *, CASE WHEN spans IS NOT NULL THEN coalesce(list_sum(list_transform(spans,
-        lambda s: CASE WHEN s.op = 'widget.discovery' THEN CASE s.data."widget.outcome"
-            WHEN 'success' THEN 1 WHEN 'failure' THEN 4294967296 END END)), 0) END AS discovery
-      FROM raw WHERE type = 'transaction')
+    span_cost,
+    span_tokens,
+    span_discovery % 4294967296,
+    span_discovery // 4294967296
+FROM raw WHERE type = 'transaction'
 UNION ALL
 -- Span streaming (span v2 lines): each segment span is what a transaction was.
 SELECT span_id, trace_id, span_id, name, attributes."sentry.op".value, coalesce(status, 'ok'),
@@ -235,47 +258,51 @@ _SPANS_FLAT = (
     "INSERT INTO spans SELECT " + _SPAN_ROW.format(child="coalesce(child, 0.0)") + " FROM ("
     + _CHILD.format(child="0.0", which="span_flags & 1 = 0")
     + " UNION ALL "
-    + _ROOT.format(
-        child="list_sum(list_transform(spans, lambda x: wt_ts(x.timestamp) "
-        "- wt_ts(x.start_timestamp)))",
-        which="span_flags & 1 = 0",
-    )
+    + _ROOT.format(child="span_child_s", which="span_flags & 1 = 0")
     + ")"
 )
 
-_SPANS_NESTED = (
-    "INSERT INTO spans WITH s AS ("
-    + _CHILD.format(child="NULL", which="span_flags & 1 = 1")
-    + " UNION ALL "
-    + _ROOT.format(child="NULL", which="span_flags & 1 = 1")
-    + """
-    UNION ALL
-    SELECT coalesce(attributes."sentry.segment.id".value, span_id), trace_id, span_id,
-        CASE WHEN NOT coalesce(is_segment, false) THEN parent_span_id END,
-        coalesce(attributes."sentry.segment.name".value, CASE WHEN is_segment THEN name END),
-        attributes."sentry.op".value, name,
-        wt_ts(start_timestamp), wt_ts(end_timestamp), NULL, status,
-        attributes."widget.outcome".value, attributes."gen_ai.agent.name".value,
-        attributes."widget.id".value, attributes."gen_ai.request.model".value,
-        TRY_CAST(coalesce(attributes."gen_ai.cost.total_tokens".value,
-            attributes."widget.cost.usd".value) AS DOUBLE),
-        TRY_CAST(coalesce(attributes."gen_ai.usage.input_tokens".value,
-            attributes."widget.usage.input_tokens".value) AS BIGINT),
-        TRY_CAST(coalesce(attributes."gen_ai.usage.output_tokens".value,
-            attributes."widget.usage.output_tokens".value) AS BIGINT),
-        TRY_CAST(attributes."widget.iteration.number".value AS BIGINT)
-    FROM raw WHERE type = 'span'
-), c AS (
+# Nested transactions and span v2 lines: each span joined with its children's durations.
+_NESTED = """
+INSERT INTO spans WITH s AS ({rows}), c AS (
     SELECT event_id, parent_span_id, sum(ts - start) AS child FROM s
     WHERE parent_span_id IS NOT NULL GROUP BY ALL
 )
-SELECT """
-    + _SPAN_ROW.format(child="coalesce(c.child, 0.0)").replace("event_id,", "s.event_id,", 1)
+SELECT """ + (
+    _SPAN_ROW.format(child="coalesce(c.child, 0.0)").replace("event_id,", "s.event_id,", 1)
     .replace("span_id, parent_span_id", "s.span_id, s.parent_span_id", 1)
-    + """
+) + """
 FROM s LEFT JOIN c ON c.event_id = s.event_id AND c.parent_span_id = s.span_id
 """
+
+_SPANS_NESTED = _NESTED.format(
+    rows=_CHILD.format(child="NULL", which="span_flags & 1 = 1")
+    + " UNION ALL "
+    + _ROOT.format(child="NULL", which="span_flags & 1 = 1")
 )
+
+# Span v2 lines are rows of their own (no list to parse): written at once.
+_SPANS_V2 = _NESTED.format(rows="""
+    SELECT coalesce(attributes."sentry.segment.id".value, span_id) AS event_id, trace_id,
+        span_id,
+        CASE WHEN NOT coalesce(is_segment, false) THEN parent_span_id END AS parent_span_id,
+        coalesce(attributes."sentry.segment.name".value, CASE WHEN is_segment THEN name END)
+            AS txn_name,
+        attributes."sentry.op".value AS op, name AS description,
+        wt_ts(start_timestamp) AS start, wt_ts(end_timestamp) AS ts, NULL AS child, status,
+        attributes."widget.outcome".value AS outcome,
+        attributes."gen_ai.agent.name".value AS agent,
+        attributes."widget.id".value AS widget_id,
+        attributes."gen_ai.request.model".value AS model,
+        TRY_CAST(coalesce(attributes."gen_ai.cost.total_tokens".value,
+            attributes."widget.cost.usd".value) AS DOUBLE) AS cost_usd,
+        TRY_CAST(coalesce(attributes."gen_ai.usage.input_tokens".value,
+            attributes."widget.usage.input_tokens".value) AS BIGINT) AS input_tokens,
+        TRY_CAST(coalesce(attributes."gen_ai.usage.output_tokens".value,
+            attributes."widget.usage.output_tokens".value) AS BIGINT) AS output_tokens,
+        TRY_CAST(attributes."widget.iteration.number".value AS BIGINT) AS iteration
+    FROM raw WHERE type = 'span'
+""")
 
 #: The roll-up of the spans just inserted (rowid >= the count before), see ``span_minutes``.
 SPAN_MINUTES = """
@@ -283,6 +310,72 @@ INSERT INTO span_minutes
 SELECT floor(ts / 60) * 60, txn_name, op, description, sum(self_ms) FROM spans
 WHERE rowid >= ? GROUP BY ALL
 """
+
+# A transaction's spans are most of a log's rows; their ``spans`` rows are written later, on
+# the first query that reads that table (``Store.ensure_spans``). What the standup needs from
+# them is derived now, straight from the parsed lines, without a row per span: the self time
+# per minute and the agent blocks' spans. In a flat transaction a child's self time is its
+# duration and the root's its own less its children's; a nested one needs the join.
+_FLAT_MINUTES = """
+INSERT INTO span_minutes
+SELECT floor(ts / 60) * 60, txn_name, op, description, sum(self_ms) FROM (
+    SELECT transaction AS txn_name, u.s.op AS op, u.s.description AS description,
+        wt_ts(u.s."timestamp") AS ts,
+        greatest(0.0, wt_ts(u.s."timestamp") - wt_ts(u.s.start_timestamp)) * 1000.0 AS self_ms
+    FROM (SELECT transaction, unnest(spans) AS s FROM raw
+          WHERE type = 'transaction' AND span_flags & 1 = 0) AS u
+    UNION ALL
+    SELECT transaction, contexts.trace.op, transaction, wt_ts(timestamp),
+        greatest(0.0, (wt_ts(timestamp) - wt_ts(start_timestamp)) - coalesce(span_child_s, 0.0))
+        * 1000.0
+    FROM raw WHERE type = 'transaction' AND span_flags & 1 = 0
+) GROUP BY ALL
+"""
+
+_NESTED_MINUTES = """
+INSERT INTO span_minutes
+WITH s AS (
+    SELECT event_id, u.s.span_id AS span_id, u.s.parent_span_id AS parent_span_id,
+        transaction AS txn_name, u.s.op AS op, u.s.description AS description,
+        wt_ts(u.s.start_timestamp) AS start, wt_ts(u.s."timestamp") AS ts
+    FROM (SELECT event_id, transaction, unnest(spans) AS s FROM raw
+          WHERE type = 'transaction' AND span_flags & 1 = 1) AS u
+    UNION ALL
+    SELECT event_id, contexts.trace.span_id, NULL, transaction, contexts.trace.op, transaction,
+        wt_ts(start_timestamp), wt_ts(timestamp)
+    FROM raw WHERE type = 'transaction' AND span_flags & 1 = 1
+), c AS (
+    SELECT event_id, parent_span_id, sum(ts - start) AS child FROM s
+    WHERE parent_span_id IS NOT NULL GROUP BY ALL
+)
+SELECT floor(s.ts / 60) * 60, s.txn_name, s.op, s.description,
+    sum(greatest(0.0, (s.ts - s.start) - coalesce(c.child, 0.0)) * 1000.0)
+FROM s LEFT JOIN c ON c.event_id = s.event_id AND c.parent_span_id = s.span_id
+GROUP BY ALL
+"""
+
+_AGENTS = """
+INSERT INTO agent_spans
+SELECT event_id, contexts.trace.trace_id, u.s.op, u.s.data."gen_ai.agent.name",
+    u.s.data."widget.outcome"
+FROM (SELECT event_id, contexts, unnest(span_agents) AS s
+      FROM raw WHERE type = 'transaction') AS u
+UNION ALL
+SELECT event_id, contexts.trace.trace_id, contexts.trace.op,
+    contexts.trace.data."gen_ai.agent.name", contexts.trace.data."widget.outcome"
+FROM raw WHERE type = 'transaction' AND contexts.trace.data."gen_ai.agent.name" IS NOT NULL
+"""
+
+#: The agent spans among the rows just inserted into ``spans`` (rowid >= the count before).
+SPAN_AGENTS = """
+INSERT INTO agent_spans
+SELECT event_id, trace_id, op, agent, outcome FROM spans
+WHERE rowid >= ? AND agent IS NOT NULL
+"""
+
+#: The transactions' ``spans`` rows, from a ``raw`` table of their lines read with all span
+#: fields (:func:`spans_columns` with ``full``); see ``_FLAT_MINUTES``.
+DEFERRED_SPANS = (_SPANS_FLAT, _SPANS_NESTED)
 
 _BREADCRUMBS = """
 INSERT INTO breadcrumbs
@@ -301,7 +394,7 @@ WHERE type = 'deploy' AND release IS NOT NULL
 _SESSIONS = """
 INSERT INTO sessions
 SELECT sid, did, coalesce(release, attrs.release), coalesce(environment, attrs.environment),
-    status, wt_ts(started), wt_ts(timestamp), TRY_CAST(errors AS BIGINT)
+    status, wt_ts(started), wt_ts(timestamp), TRY_CAST(errors AS BIGINT), name
 FROM raw WHERE type = 'session' OR (sid IS NOT NULL AND type IS NULL)
 """
 
@@ -324,8 +417,9 @@ FROM raw WHERE type = 'log'
 
 
 def insert_statements() -> tuple[str, ...]:
-    """The statements that move the temporary ``raw`` table into the derived tables."""
+    """The statements that move the temporary ``raw`` table into the derived tables (all but
+    the transactions' ``spans`` rows: :data:`DEFERRED_SPANS`, run later)."""
     return (
-        _ERRORS, _TRANSACTIONS, _SPANS_FLAT, _SPANS_NESTED, _BREADCRUMBS, _DEPLOYS, _SESSIONS,
-        _SESSION_AGGREGATES, _LOGS,
+        _ERRORS, _TRANSACTIONS, _FLAT_MINUTES, _NESTED_MINUTES, _AGENTS, _SPANS_V2, _BREADCRUMBS,
+        _DEPLOYS, _SESSIONS, _SESSION_AGGREGATES, _LOGS,
     )

@@ -43,7 +43,7 @@ class Window:
             # A service name, or the name of an agent block running in its traces.
             conds.append(
                 f"({p}service = ? OR {p}trace_id IN "
-                "(SELECT trace_id FROM spans WHERE agent = ?))"
+                "(SELECT trace_id FROM agent_spans WHERE agent = ?))"
             )
             params += [self.service, self.service]
         if self.release:

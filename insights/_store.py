@@ -6,8 +6,10 @@
   :mod:`widgettrace.insights._grouping`), title, culprit, level, release, user, trace;
 * ``transactions``: one row per transaction (name, op, status, start/end, duration, release,
   user, service, LLM cost and tokens summed over its spans);
-* ``spans``: one row per child span (op, description, duration, self time, outcome);
+* ``spans``: one row per span (op, description, duration, self time, outcome), written on the
+  first query that reads it (see below);
 * ``span_minutes``: the spans' self time summed per minute, transaction name, op, description;
+* ``agent_spans``: the agent blocks' spans (agent name, op, outcome);
 * ``breadcrumbs``: what the app recorded on the way (for journeys);
 * ``deploys``: deploy markers (``widgettrace deploy``);
 * ``sessions``: release-health session updates (span v2, logs and sessions posted by ``wire``);
@@ -27,6 +29,14 @@ holding DuckDB's lock), the store is built in memory instead: slower, same answe
 
 Parsing is DuckDB's own ``read_json`` with an explicit schema: one pass over the bytes in C++,
 no Python loop per line.
+
+Deferred span rows: transactions' child spans are most of a log's rows, and writing them was
+half of a first ingestion's time. What the standup and most views need from them (self time
+per minute, LLM cost and tokens, discovery outcomes, agent blocks) is derived from the parsed
+lines directly; their ``spans`` rows are written on the first query that reads that table
+(:meth:`Store.rows` and :meth:`Store.scalar` see it in the SQL and call
+:meth:`Store.ensure_spans`), by reading those byte ranges again (found by inode, so after a
+rotation too). Span v2 lines (stream mode) are rows already and are written at once.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,10 +58,14 @@ from widgettrace.insights import _grouping
 __all__ = ["InsightsError", "Store", "open_store", "store_path"]
 
 #: Bump when the derived tables change shape: an older store is rebuilt from the log.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 12
 _HEAD_BYTES = 256
 _MAX_ROTATED = 100
 _COPY_CHUNK = 1 << 24
+# A query that reads the spans table (not span_minutes or agent_spans).
+_READS_SPANS = re.compile(r"\b(?:FROM|JOIN)\s+spans\b", re.IGNORECASE)
+# What the deferred pass reads of each line: the transactions' spans and their root.
+_DEFERRED_KEYS = ("type", "event_id", "transaction", "timestamp", "start_timestamp", "contexts")
 
 
 class InsightsError(Exception):
@@ -93,6 +108,16 @@ _SPAN_FIELDS = (
 )
 _SPANS_FAST = "STRUCT(" + _SPAN_FIELDS.format(ts="DOUBLE") + ")[]"
 _SPANS_TEXT = "STRUCT(" + _SPAN_FIELDS.format(ts="VARCHAR") + ")[]"
+# The first pass reads only what the roll-ups need of each span (the spans rows, written later,
+# read them whole): fewer fields to convert and keep, for millions of spans.
+_FIRST_FIELDS = (
+    "span_id VARCHAR, parent_span_id VARCHAR, op VARCHAR, description VARCHAR, "
+    'start_timestamp {ts}, "timestamp" {ts}, data STRUCT("widget.outcome" VARCHAR, '
+    '"gen_ai.agent.name" VARCHAR, "gen_ai.cost.total_tokens" DOUBLE, '
+    '"gen_ai.usage.input_tokens" DOUBLE, "gen_ai.usage.output_tokens" DOUBLE)'
+)
+_FIRST_FAST = "STRUCT(" + _FIRST_FIELDS.format(ts="DOUBLE") + ")[]"
+_FIRST_TEXT = "STRUCT(" + _FIRST_FIELDS.format(ts="VARCHAR") + ")[]"
 # Span v2 and log items carry typed attributes: {"key": {"value": ..., "type": ...}}.
 _ATTRIBUTE_KEYS = (
     "sentry.op", "sentry.release", "sentry.environment", "sentry.segment.id",
@@ -182,6 +207,13 @@ CREATE TABLE IF NOT EXISTS spans (
 CREATE TABLE IF NOT EXISTS span_minutes (
     minute DOUBLE, txn_name VARCHAR, op VARCHAR, description VARCHAR, self_ms DOUBLE
 );
+-- The agent blocks' spans (few): what the standup's per-block status and the --block filter
+-- read, so they never wait for the spans table.
+CREATE TABLE IF NOT EXISTS agent_spans (
+    event_id VARCHAR, trace_id VARCHAR, op VARCHAR, agent VARCHAR, outcome VARCHAR
+);
+-- Byte ranges whose flat transactions have no ``spans`` rows yet (see Store.ensure_spans).
+CREATE TABLE IF NOT EXISTS pending_spans (dev UBIGINT, ino UBIGINT, start UBIGINT, "end" UBIGINT);
 CREATE TABLE IF NOT EXISTS breadcrumbs (
     event_id VARCHAR, user_id VARCHAR, ts DOUBLE, category VARCHAR, message VARCHAR,
     level VARCHAR
@@ -189,7 +221,7 @@ CREATE TABLE IF NOT EXISTS breadcrumbs (
 CREATE TABLE IF NOT EXISTS deploys (release VARCHAR, environment VARCHAR, ts DOUBLE);
 CREATE TABLE IF NOT EXISTS sessions (
     sid VARCHAR, did VARCHAR, release VARCHAR, environment VARCHAR, status VARCHAR,
-    started DOUBLE, ts DOUBLE, errors BIGINT
+    started DOUBLE, ts DOUBLE, errors BIGINT, name VARCHAR
 );
 CREATE TABLE IF NOT EXISTS session_aggregates (
     minute DOUBLE, release VARCHAR, environment VARCHAR, exited BIGINT, errored BIGINT,
@@ -244,11 +276,15 @@ class Store:
 
     def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run ``sql`` and return its rows as dicts."""
+        if _READS_SPANS.search(sql):
+            self.ensure_spans()
         cur = self.con.execute(sql, params or [])
         names = [d[0] for d in cur.description or []]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        if _READS_SPANS.search(sql):
+            self.ensure_spans()
         row = self.con.execute(sql, params or []).fetchone()
         return None if row is None else row[0]
 
@@ -300,7 +336,7 @@ class Store:
             try:
                 with path.open("rb") as fh:
                     info = os.fstat(fh.fileno())
-                    head = hashlib.blake2b(fh.read(_HEAD_BYTES), digest_size=8).hexdigest()
+                    head = _hash_head(fh)
                     key = (info.st_dev, info.st_ino)
                     seen.append(key)
                     start = 0
@@ -329,10 +365,20 @@ class Store:
         with _readable(piece) as source:
             self.con.execute("BEGIN")
             try:
+                if not piece.start:  # read from its start: older ranges of this inode are gone
+                    self.con.execute(
+                        "DELETE FROM pending_spans WHERE dev = ? AND ino = ?",
+                        [piece.dev, piece.ino],
+                    )
                 if piece.end > piece.start:
-                    new_lines, new_corrupt = self._load(source)
+                    new_lines, new_corrupt, transactions = self._load(source)
                     lines += new_lines
                     corrupt += new_corrupt
+                    if transactions:
+                        self.con.execute(
+                            "INSERT INTO pending_spans VALUES (?, ?, ?, ?)",
+                            [piece.dev, piece.ino, piece.start, piece.end],
+                        )
                 self.con.execute(
                     "DELETE FROM files WHERE dev = ? AND ino = ?", [piece.dev, piece.ino]
                 )
@@ -345,33 +391,40 @@ class Store:
                 self.con.execute("ROLLBACK")
                 raise
 
-    def _load(self, source: str) -> tuple[int, int]:
-        """Parse ``source`` into the derived tables; returns (lines, corrupt lines)."""
+    def _read(self, source: str, keys: tuple[str, ...] | None = None) -> None:
+        """Parse ``source`` into the temporary table ``raw``, with the figures computed from
+        each line's spans (``_grouping.SPAN_FIGURES``). ``keys``: only those columns, and the
+        spans with all their fields (the deferred pass); else every column, the spans with the
+        fields the first pass needs."""
         con = self.con
-        for spans in (_SPANS_FAST, _SPANS_TEXT):
+        kinds = (_FIRST_FAST, _FIRST_TEXT) if keys is None else (_SPANS_FAST, _SPANS_TEXT)
+        for spans in kinds:
             columns = {**_COLUMNS, "spans": spans}
+            if keys is not None:
+                columns = {k: columns[k] for k in (*keys, "spans")}
             spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE raw AS SELECT *, "
-                # One pass over each line's spans for two flags: 1, a child whose parent is not
-                # the root (its parent has children, see _grouping); 2, a span time not read.
-                "coalesce(list_aggregate(list_transform(spans, lambda x: CASE WHEN "
-                "x.parent_span_id IS DISTINCT FROM contexts.trace.span_id THEN 1 ELSE 0 END "
-                '+ CASE WHEN x."timestamp" IS NULL OR x.start_timestamp IS NULL THEN 2 ELSE 0 '
-                "END), 'bit_or'), 0) AS span_flags "
+                f"CREATE OR REPLACE TEMP TABLE raw AS SELECT *, {_grouping.SPAN_FIGURES} "
                 "FROM read_json(?, format = 'newline_delimited', records = true, "
-                f"ignore_errors = true, columns = {spec}, maximum_object_size = 268435456)",
+                f"ignore_errors = true, columns = {spec})",
                 [source],
             )
             # Span timestamps as text (RFC 3339): read the piece again, timestamps as text.
-            if spans == _SPANS_TEXT or not con.execute(
+            if spans == kinds[1] or not con.execute(
                 "SELECT count(*) FROM raw WHERE span_flags & 2 = 2"
             ).fetchone()[0]:  # type: ignore[index]
                 break
-        lines, corrupt = con.execute(
+
+    def _load(self, source: str) -> tuple[int, int, int]:
+        """Parse ``source`` into the derived tables; returns (lines, corrupt lines,
+        transactions, whose ``spans`` rows are deferred)."""
+        con = self.con
+        self._read(source)
+        lines, corrupt, flat = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE type IS NULL AND event_id IS NULL "
-            "AND timestamp IS NULL AND name IS NULL AND sid IS NULL AND release IS NULL) FROM raw"
-        ).fetchone() or (0, 0)
+            "AND timestamp IS NULL AND name IS NULL AND sid IS NULL AND release IS NULL), "
+            "count(*) FILTER (WHERE type = 'transaction') FROM raw"
+        ).fetchone() or (0, 0, 0)
         self.new_lines += int(lines)
         self.new_corrupt += int(corrupt)
         # Rows are only ever appended to spans: the new ones are those past the old count.
@@ -379,8 +432,56 @@ class Store:
         for statement in _grouping.insert_statements():
             con.execute(statement)
         con.execute(_grouping.SPAN_MINUTES, [before])
+        con.execute(_grouping.SPAN_AGENTS, [before])
         con.execute("DROP TABLE raw")
-        return int(lines), int(corrupt)
+        return int(lines), int(corrupt), int(flat)
+
+    def ensure_spans(self) -> None:
+        """Write the deferred ``spans`` rows (transactions' spans), if any are pending.
+
+        A range whose file is gone (rotated off the end) is dropped: its spans were counted in
+        every roll-up already, only their rows are missing.
+        """
+        pending = self.con.execute(
+            'SELECT dev, ino, start, "end" FROM pending_spans ORDER BY dev, ino, start'
+        ).fetchall()
+        if not pending:
+            return
+        files: dict[tuple[int, int], tuple[Path, int]] = {}
+        for i in range(_MAX_ROTATED + 1):
+            path = self.log.with_name(f"{self.log.name}.{i}") if i else self.log
+            with contextlib.suppress(OSError):
+                info = os.stat(path)
+                files[(info.st_dev, info.st_ino)] = (path, info.st_size)
+        # Ranges appended one after another (incremental runs) are read as one.
+        ranges: list[list[int]] = []
+        for dev, ino, start, end in pending:
+            if ranges and ranges[-1][:2] == [dev, ino] and ranges[-1][3] == start:
+                ranges[-1][3] = end
+            else:
+                ranges.append([int(dev), int(ino), int(start), int(end)])
+        self.con.execute("BEGIN")
+        try:
+            for dev, ino, start, end in ranges:
+                found = files.get((dev, ino))
+                if found is not None and found[1] >= end:
+                    path = found[0]
+                    piece = _Piece(path, dev, ino, "", start, end)
+                    with _readable(piece) as source:
+                        self._read(source, _DEFERRED_KEYS)
+                        for statement in _grouping.DEFERRED_SPANS:
+                            self.con.execute(statement)
+                        self.con.execute("DROP TABLE raw")
+            self.con.execute("DELETE FROM pending_spans")
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+
+def _hash_head(fh: BinaryIO) -> str:
+    """The hash of a file's first bytes: how a file is recognised (with its inode)."""
+    return hashlib.blake2b(fh.read(_HEAD_BYTES), digest_size=8).hexdigest()
 
 
 def _last_newline(fh: BinaryIO, start: int, size: int) -> int:

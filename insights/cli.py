@@ -5,7 +5,7 @@
     widgettrace issues    [PATH] [--since 24h] [--service S] [--release R] [--format F]
     widgettrace releases  [PATH] [--format F]
     widgettrace perf      [PATH] [--since 24h] [--service S] [--format F]
-    widgettrace journeys  [PATH] [--user U] [--since 24h] [--format F]
+    widgettrace journeys  [PATH] [--user U | --sessions | --session SID] [--since 24h] [--format F]
     widgettrace standup   [PATH] [--since 24h] [--service/--block NAME] [--format F]
     widgettrace deploy    RELEASE [--environment E] [--log PATH]
     widgettrace report    --html FILE [PATH]
@@ -111,7 +111,12 @@ def _cmd_view(args: argparse.Namespace, out: TextIO) -> int:
                 "breakdown": performance.breakdown(store, window),
             }
         elif view == "journeys":
-            data = journeys.journeys(store, _window(args), user=args.user, last_n=args.last)
+            if args.sessions or args.session:
+                data = journeys.session_journeys(
+                    store, _window(args), session=args.session, last_n=args.last
+                )
+            else:
+                data = journeys.journeys(store, _window(args), user=args.user, last_n=args.last)
         else:
             data = standup.standup(store, since=args.since, service=args.service)
         out.write(render(view, data, args.format))
@@ -245,6 +250,8 @@ def add_commands(commands: Any) -> None:
     _common(p)
     p.add_argument("--user", default=None)
     p.add_argument("--last", type=int, default=5, metavar="N", help="actions before an error")
+    p.add_argument("--sessions", action="store_true", help="one journey per session")
+    p.add_argument("--session", default=None, metavar="SID", help="the journey of one session")
     p.set_defaults(run=_guarded(_cmd_view), view="journeys")
 
     p = commands.add_parser("standup", help="the daily standup section")

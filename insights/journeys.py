@@ -1,10 +1,15 @@
 """Journeys: what one user (or session) did, in order, with errors marked where they happened.
 
-Per user (per session when the app sends session ids): first/last seen, duration, and the ordered
-actions: transactions, typed widget spans (``widget.*`` and agent blocks) and breadcrumbs, with
-each error in place. An action that repeats the one before it after a failure is marked as a
-retry; for each error the last N actions before it are listed, as in "1. started widget
-discovery, 2. scanned 5 Git repos, 3. ERROR timeout in repo 4, 4. retry, 5. conversion started".
+:func:`journeys`, per user: first/last seen, duration, and the ordered actions: transactions,
+typed widget spans (``widget.*`` and agent blocks) and breadcrumbs, with each error in place.
+:func:`session_journeys`, per release-health session (``widgettrace.session(user=, name=)``, or
+a cascade block with ``WIDGETTRACE_SESSIONS=blocks``): the same, for the session's user from its
+start to its end, titled with the session's name and status ("Session for Block 5 QA agent, 23
+min"). A session without a user has no journey: nothing ties other events to it.
+
+An action that repeats the one before it after a failure is marked as a retry; for each error
+the last N actions before it are listed, as in "1. started widget discovery, 2. scanned 5 Git
+repos, 3. ERROR timeout in repo 4, 4. retry, 5. conversion started".
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 from widgettrace.insights._query import Window
 from widgettrace.insights._store import Store
 
-__all__ = ["journeys"]
+__all__ = ["journeys", "session_journeys"]
 
 _TYPED_OPS = ("widget.%", "gen_ai.invoke_agent")
 
@@ -44,6 +49,57 @@ def journeys(
         [*params, *params, *user_params, limit],
     )
     return [_journey(store, u, window, last_n, max_actions) for u in users]
+
+
+def session_journeys(
+    store: Store,
+    window: Window | None = None,
+    *,
+    session: str | None = None,
+    last_n: int = 5,
+    max_actions: int = 200,
+    limit: int = 20,
+) -> list[dict[str, Any]]:
+    """Journeys of the sessions (with a user) that overlap ``window``, latest first, or of
+    the session whose id is ``session``."""
+    window = window or Window()
+    conds, params = ["did IS NOT NULL"], []
+    if session:
+        conds.append("sid = ?")
+        params.append(session)
+    # A session's updates are rows (the last one holds its end and final status).
+    having, hparams = ["true"], []
+    if window.since is not None:
+        having.append("max(ts) >= ?")
+        hparams.append(window.since)
+    if window.until is not None:
+        having.append("min(started) < ?")
+        hparams.append(window.until)
+    for column, value in (("release", window.release), ("environment", window.environment)):
+        if value:
+            conds.append(f"{column} = ?")
+            params.append(value)
+    sessions = store.rows(
+        f"""
+        SELECT sid, any_value(name) AS name, any_value(did) AS did,
+            min(started) AS started, max(ts) AS ended, arg_max(status, ts) AS status
+        FROM sessions WHERE {" AND ".join(conds)} GROUP BY sid
+        HAVING {" AND ".join(having)} ORDER BY ended DESC, sid LIMIT ?
+        """,
+        [*params, *hparams, limit],
+    )
+    out = []
+    for s in sessions:
+        started, ended = float(s["started"] or s["ended"]), float(s["ended"])
+        found = _journey(
+            store,
+            {"user_id": s["did"], "first_seen": started, "last_seen": ended},
+            Window(since=started, until=ended + 0.001),
+            last_n,
+            max_actions,
+        )
+        out.append({**found, "session": s["sid"], "name": s["name"], "status": s["status"]})
+    return out
 
 
 def _journey(

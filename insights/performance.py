@@ -110,33 +110,22 @@ def breakdown(
 
 
 def _time_range_parts(window: Window, names: list[str]) -> list[tuple[str, list[Any]]]:
-    """Queries whose union is the self time per name/op/description of the spans ending in the
-    window: whole minutes from ``span_minutes``, the partial minutes at either end from
-    ``spans`` (a narrow range of its time-ordered rows)."""
+    """The query for the self time per name/op/description of the spans ending in the minutes
+    the window touches, from ``span_minutes`` (a window's first and last minutes count whole:
+    a breakdown is shares of a period, and the roll-up spares reading every span)."""
     marks = ", ".join("?" for _ in names)
-    minutes = (
+    conds, params = ["true"], []
+    if window.since is not None:
+        conds.append("minute >= ?")
+        params.append(math.floor(window.since / 60) * 60.0)
+    if window.until is not None:
+        conds.append("minute < ?")
+        params.append(window.until)
+    return [(
         "SELECT txn_name, op, description, sum(self_ms) AS self_ms FROM span_minutes "
-        f"WHERE {{}} AND txn_name IN ({marks}) GROUP BY ALL"
-    )
-    spans = (
-        "SELECT txn_name, op, description, sum(self_ms) AS self_ms FROM spans "
-        f"WHERE ts >= ? AND ts < ? AND txn_name IN ({marks}) GROUP BY ALL"
-    )
-    since, until = window.since, window.until
-    if since is None and until is None:
-        return [(minutes.format("true"), list(names))]
-    lo = math.ceil(since / 60) * 60.0 if since is not None else -math.inf
-    hi = math.floor(until / 60) * 60.0 if until is not None else math.inf
-    lower = since if since is not None else -math.inf
-    upper = until if until is not None else math.inf
-    if lo >= hi:  # no whole minute inside: the spans alone
-        return [(spans, [lower, upper, *names])]
-    parts = [(minutes.format("minute >= ? AND minute < ?"), [lo, hi, *names])]
-    if since is not None and since < lo:
-        parts.append((spans, [since, lo, *names]))
-    if until is not None and hi < until:
-        parts.append((spans, [hi, until, *names]))
-    return parts
+        f"WHERE {' AND '.join(conds)} AND txn_name IN ({marks}) GROUP BY ALL",
+        [*params, *names],
+    )]
 
 
 def breakdown_line(entry: dict[str, Any]) -> str:

@@ -97,8 +97,12 @@ def _performance(data: dict[str, Any], md: bool) -> list[str]:
 def _journeys(data: list[dict[str, Any]], md: bool) -> list[str]:
     out: list[str] = []
     for j in data:
-        minutes = j["duration_s"] / 60
-        out.append(_h(f"{j['user']}: {minutes:.0f} min, {j['errors']} errors "
+        seconds = j["duration_s"]
+        length = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.1f} s"
+        who = j["user"]
+        if "session" in j:
+            who = (f"Session for {j['name'] or j['session']} ({j['user']}, {j['status']})")
+        out.append(_h(f"{who}: {length}, {j['errors']} errors "
                       f"({_when(j['first_seen'])} .. {_when(j['last_seen'])})", md, 3))
         for n, a in enumerate(j["actions"], 1):
             mark = "ERROR " if a["kind"] == "error" else "retry: " if a["retry"] else ""

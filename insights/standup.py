@@ -87,14 +87,6 @@ def _period_figures(store: Store, window: Window) -> dict[str, Any]:
 
 
 def _blocks(store: Store, window: Window, previous: Window) -> list[dict[str, Any]]:
-    # Logs without agent blocks (most) skip their part (known once per ingestion).
-    if "agent_blocks" not in store.cache:
-        store.cache["agent_blocks"] = bool(store.scalar(
-            "SELECT count(*) > 0 FROM spans WHERE agent IS NOT NULL "
-            "AND op = 'gen_ai.invoke_agent'"
-        ))
-    agents = "true" if store.cache["agent_blocks"] else "false"
-
     def per_block(w: Window) -> dict[str, dict[str, Any]]:
         cond, params = w.where()
         tcond, tparams = w.where("t")
@@ -104,8 +96,8 @@ def _blocks(store: Store, window: Window, previous: Window) -> list[dict[str, An
                        WHERE {cond} GROUP BY ALL),
             e AS (SELECT service AS block, count(*) AS n FROM errors WHERE {cond} GROUP BY ALL),
             -- The agent blocks' spans first (few): the join then probes only with those.
-            s AS MATERIALIZED (SELECT event_id, agent, outcome FROM spans
-                  WHERE {agents} AND agent IS NOT NULL AND op = 'gen_ai.invoke_agent'),
+            s AS MATERIALIZED (SELECT event_id, agent, outcome FROM agent_spans
+                  WHERE op = 'gen_ai.invoke_agent'),
             a AS (SELECT s.agent AS block, count(*) AS n,
                     count(*) FILTER (WHERE s.outcome = 'failure') AS failed
                   FROM s JOIN transactions t ON t.event_id = s.event_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -183,9 +184,11 @@ def test_performance_percentiles_and_self_time_breakdown(tmp_path: Path) -> None
     )
 
 
-def test_breakdown_of_a_window_counts_exactly_the_spans_ending_in_it(tmp_path: Path) -> None:
-    # Whole minutes come from the per-minute roll-up, the partial minutes at either end from the
-    # spans: the sum must be the spans' own, whatever the window's edges.
+def test_breakdown_of_a_window_counts_the_spans_ending_in_the_minutes_it_touches(
+    tmp_path: Path,
+) -> None:
+    # The breakdown reads the per-minute roll-up: its sums must be the spans' own over every
+    # minute the window touches (first and last whole), whatever the window's edges.
     log = tmp_path / "sentry.log"
     records = []
     for i in range(300):  # one transaction every 7 s over 35 minutes, flat and nested
@@ -205,7 +208,10 @@ def test_breakdown_of_a_window_counts_exactly_the_spans_ending_in_it(tmp_path: P
             got = {p["op"]: p["self_ms"] for p in entry["parts"]}
             want: dict[str, float] = {}
             for r in rows:
-                if (since is None or r["ts"] >= since) and (until is None or r["ts"] < until):
+                minute = math.floor(r["ts"] / 60) * 60
+                if (since is None or minute >= math.floor(since / 60) * 60) and (
+                    until is None or minute < until
+                ):
                     want[r["op"]] = want.get(r["op"], 0.0) + r["self_ms"]
             assert got == pytest.approx(want), (since, until)
     assert "<host>" in performance.breakdown_line(entry)
@@ -220,7 +226,7 @@ def test_span_times_written_as_text_are_read(tmp_path: Path) -> None:
     record["spans"][0]["timestamp"] = "2026-12-01T00:00:00.040Z"
     write_lines(log, [transaction(T0, "GET /n", 10.0), record])
     with open_store(log) as store:
-        (ms,) = store.con.execute("SELECT duration_ms FROM spans WHERE op = 'db'").fetchone() or ()
+        (ms,) = store.scalar("SELECT duration_ms FROM spans WHERE op = 'db'"),
     assert ms == pytest.approx(40.0)
 
 
@@ -391,3 +397,39 @@ def test_sessions_affected_come_from_release_health_sessions(tmp_path: Path) -> 
     with open_store(log) as store:
         (issue,) = issues_view.list_issues(store)
     assert (issue["users"], issue["sessions"], issue["count"]) == (1, 2, 3)
+
+
+def test_session_journey_is_its_users_actions_between_its_start_and_end(tmp_path: Path) -> None:
+    log = tmp_path / "sentry.log"
+    sess = {"type": "session", "sid": "s-qa", "did": "qa", "name": "Block 5 QA agent",
+            "started": T0 + 10, "timestamp": T0 + 10 + 23 * 60, "status": "errored",
+            "errors": 1, "attrs": {"release": "r"}}
+    write_lines(log, [
+        transaction(T0, "POST /before", 5.0, user="qa"),  # before the session: not in it
+        {**sess, "status": "ok", "timestamp": T0 + 10},  # the session's first update
+        transaction(T0 + 20, "POST /discover", 5.0, user="qa"),
+        transaction(T0 + 30, "GET /other-user", 5.0, user="someone-else"),
+        error_event(T0 + 40, "ReadTimeout", "discovery", "scan", user="qa"),
+        transaction(T0 + 50, "POST /discover", 5.0, user="qa"),
+        sess,
+        transaction(T0 + 24 * 60, "POST /after", 5.0, user="qa"),  # after its end
+        {**sess, "sid": "s-anon", "did": None, "name": "no user"},  # nothing ties events to it
+    ])
+    with open_store(log) as store:
+        (journey,) = journeys.session_journeys(store)
+        assert journeys.session_journeys(store, session="s-qa") == [journey]
+        assert journeys.session_journeys(store, Window(since=T0 + 30 * 60)) == []
+    assert (journey["name"], journey["status"], journey["user"]) == (
+        "Block 5 QA agent", "errored", "qa")
+    assert journey["duration_s"] == pytest.approx(23 * 60)
+    assert [(a["kind"], a["text"].split(":")[0], a["retry"]) for a in journey["actions"]] == [
+        ("transaction", "POST /discover", False),
+        ("error", "ReadTimeout in scan (discovery)", False),
+        ("transaction", "POST /discover", True),
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "widgettrace", "journeys", str(log), "--sessions"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "Session for Block 5 QA agent (qa, errored): 23 min, 1 errors" in out
+    assert "ERROR ReadTimeout in scan (discovery)" in out and "retry: POST /discover" in out

@@ -145,9 +145,11 @@ class Backend:
         self.version = 0
 
     def open(self) -> None:
-        """Ingest now (the server does this at start, so the first call is fast)."""
-        with self.store():
-            pass
+        """Ingest now, single spans' rows included (the server does this at start, so the first
+        call is fast: the insights commands write those rows only when a view reads them, and
+        traces and journeys are what agents ask for)."""
+        with self.store() as store:
+            store.ensure_spans()
 
     @contextmanager
     def store(self) -> Iterator[Store]:
