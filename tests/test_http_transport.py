@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -336,3 +337,61 @@ def test_a_header_with_a_line_break_is_refused_not_sent(
     time.sleep(0.2)
     assert sentry_receiver.envelopes == []
     assert sentry_receiver.rejected == []
+
+
+class _ClosingHandler(BaseHTTPRequestHandler):
+    """Answers 200 and closes the connection after every third request on it, with
+    pipelined requests still unanswered behind it (as a server's keep-alive limit does)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        server: Any = self.server
+        with server.lock:
+            server.bodies.append(body)
+            server.per_connection[self.connection] = (
+                server.per_connection.get(self.connection, 0) + 1
+            )
+            close = server.per_connection[self.connection] % 3 == 0
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+def test_pipelined_requests_a_closing_server_left_unanswered_are_sent_again() -> None:
+    from http.server import ThreadingHTTPServer
+
+    from widgettrace.exporters._delivery import DeliveryHttpTransport
+
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _ClosingHandler)
+    server.lock = threading.Lock()
+    server.bodies = []
+    server.per_connection = {}
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    transport = DeliveryHttpTransport(_options(f"http://key@127.0.0.1:{server.server_port}/1"))
+    try:
+        assert transport.pipeline > 1  # an http:// DSN: the pipelined path
+        transport._depth = 8  # batches of up to 8 on connections that answer 3 each
+        sent = []
+        for i in range(40):
+            event_id, envelope = _event_envelope(f"pipelined {i}")
+            sent.append(event_id)
+            transport.capture_envelope(envelope)
+        transport.flush(10)
+        received = [Envelope.deserialize(body).headers["event_id"] for body in server.bodies]
+        assert sorted(set(received)) == sorted(sent)  # every one arrived (resends may repeat)
+        assert transport.delivered == 40
+        assert transport.dropped == 0
+        assert len(server.per_connection) >= 40 // 3  # the server really closed them
+    finally:
+        transport.kill()
+        server.shutdown()
+        server.server_close()
