@@ -74,10 +74,9 @@ def test_a_stalled_receiver_costs_the_local_log_nothing(
     monkeypatch.setattr(DeliveryHttpTransport, "TIMEOUT", 60)
     log = tmp_path / "sentry.log"
     receiver.set_fault("stall")
-    # The span queue holds every span of the test: spans dropped there because a loaded machine
-    # starved the export thread (a lowest-versions CI run logged 1,708 of 3,030) would say
-    # nothing about the stall. Before the fix the export thread itself waited on the stalled
-    # receiver, so the local log stayed incomplete however long the queue.
+    # The export queue holds every span: only a stalled export thread (the old bug) can lose
+    # lines, not an app loop that outruns a thread starved of CPU on a loaded machine (a
+    # lowest-versions CI run logged 1,708 of 3,030 with a queue of 1,000).
     settings = make_settings(sentry_dsn=receiver.dsn, log_path=str(log), queue_size=10_000)
     try:
         with configured(settings) as (provider, processor):
