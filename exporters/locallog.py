@@ -28,7 +28,7 @@ logged.
 
 In a tee the local log never depends on the remote side: the writer thread takes each envelope
 (in the order they arrived), runs it through
-:func:`~widgettrace.exporters._delivery.filter_envelope` (the one place every envelope passes),
+:func:`~widgettrace.exporters._envelopes.filter_envelope` (the one place every envelope passes),
 writes its lines, and only then hands it to the HTTP half, whose queue never blocks (a slow,
 stalled or dead Sentry costs the HTTP half's envelopes, counted, never a local line). At exit the
 client report of what the HTTP half could not deliver is written as a ``client_report`` line.
@@ -58,12 +58,12 @@ from sentry_sdk.transport import Transport
 from sentry_sdk.worker import BackgroundWorker
 
 from widgettrace.exporters._batching import BatchedSubmit
-from widgettrace.exporters._delivery import (
+from widgettrace.exporters._delivery import http_transport_class
+from widgettrace.exporters._envelopes import (
     HIGH,
     envelope_priority,
     envelope_size,
     filter_envelope,
-    http_transport_class,
 )
 from widgettrace.exporters._itemlines import BATCH_ITEM_TYPES, item_lines
 from widgettrace.exporters._logfile import (

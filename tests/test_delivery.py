@@ -18,7 +18,7 @@ from sentry_sdk.envelope import Envelope, Item, PayloadRef
 from test_sentry_support import make_settings
 from test_sentry_wire import configured
 
-from widgettrace.exporters import _delivery
+from widgettrace.exporters import _delivery, _envelopes
 from widgettrace.exporters import sentry as sentry_exporter
 from widgettrace.exporters._delivery import DeliveryHttpTransport
 from widgettrace.exporters._logfile import LogFileWriter
@@ -57,7 +57,7 @@ def receiver() -> Iterator[SentryReceiver]:
 
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_delivery, "BACKOFF_MIN_S", 0.5)
+    monkeypatch.setattr(_envelopes, "BACKOFF_MIN_S", 0.5)
     monkeypatch.setattr(DeliveryHttpTransport, "TIMEOUT", 1)
 
 
@@ -202,7 +202,7 @@ def test_the_queue_is_bounded_in_bytes(receiver: SentryReceiver) -> None:
         for i in range(400):
             transport.capture_envelope(_transaction(i, pad=100_000))
         held = transport.pending_bytes()
-        assert held <= _delivery.QUEUE_LIMITS[_delivery.LOW][1]
+        assert held <= _envelopes.QUEUE_LIMITS[_envelopes.LOW][1]
         assert transport.dropped >= 400 - 170
         lost = transport._discarded_events[("transaction", "queue_overflow")]
         assert lost == transport.dropped
@@ -319,7 +319,7 @@ def test_every_envelope_passes_the_filter_once_off_the_callers_thread(
             return None  # dropped before any sink
         return envelope
 
-    _delivery.add_envelope_filter(mark)
+    _envelopes.add_envelope_filter(mark)
     inner = _transport(receiver, transport_queue_size=1000)
     transport: DeliveryHttpTransport | LocalLogTransport = inner
     if with_local_log:
@@ -330,7 +330,7 @@ def test_every_envelope_passes_the_filter_once_off_the_callers_thread(
         transport.capture_envelope(_error(0))
         transport.flush(5)
     finally:
-        _delivery.remove_envelope_filter(mark)
+        _envelopes.remove_envelope_filter(mark)
         transport.kill()
     assert sorted(kind for kind, _ in seen) == ["event"] + ["transaction"] * 5
     assert threading.get_ident() not in {tid for _, tid in seen}
@@ -374,7 +374,7 @@ def test_wait_for_room_waits_for_the_senders_but_never_for_a_failing_destination
     transport = _transport(receiver, transport_queue_size=1)
     try:
         queue = transport._queue
-        assert queue.put(_transaction(1), _delivery.LOW, 100)  # full now (no sender started)
+        assert queue.put(_transaction(1), _envelopes.LOW, 100)  # full now (no sender started)
         started = time.monotonic()
         assert not transport.wait_for_room(_transaction(2), 0.3)
         assert time.monotonic() - started >= 0.25
@@ -391,7 +391,7 @@ def test_wait_for_room_waits_for_the_senders_but_never_for_a_failing_destination
         assert 0.1 <= time.monotonic() - started < 3
         taker.join()
 
-        assert queue.put(_transaction(4), _delivery.LOW, 100)
+        assert queue.put(_transaction(4), _envelopes.LOW, 100)
         transport.destination.failed("refused", 0, 1)
         started = time.monotonic()
         assert not transport.wait_for_room(_transaction(5), 5)
