@@ -156,15 +156,7 @@ class LogFileWriter:
 
     def write_line(self, data: bytes) -> None:
         """Append ``data`` plus a newline as one line (``data`` must not contain newlines)."""
-        line = data + b"\n"
-        with self._lock:
-            fd = self._current_fd()
-            if os.fstat(fd).st_size + len(line) > self.max_bytes:
-                fd = self._rotate_if_needed(len(line))
-            if self._fresh_line:
-                line = b"\n" + line
-                self._fresh_line = False
-            self._write_all(fd, line)
+        self.write_lines([data])
 
     def write_lines(self, lines: list[bytes]) -> int:
         """Append several lines (none containing a newline) in as few writes as the rules allow.

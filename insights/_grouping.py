@@ -23,6 +23,7 @@ __all__ = [
     "SPAN_AGENTS",
     "SPAN_FIGURES",
     "SPAN_MINUTES",
+    "SPAN_SHAPE",
     "insert_statements",
     "install_macros",
     "normalise_message",
@@ -156,15 +157,20 @@ FROM d
 """
 
 #: Columns computed from each line's spans while it is parsed (cheaper than passes over the
-#: parsed lists later): ``span_flags`` (1: a child whose parent is not the root, so its parent
-#: has children; 2: a span time not read), the LLM cost and tokens, the discovery outcomes (a
-#: success adds 1, a failure 2^32: no transaction has 2^32 spans), the children's summed
-#: durations (seconds) and the agent blocks' spans.
-SPAN_FIGURES = """
+#: parsed lists later). Both passes need the shape: ``span_flags`` (1: a child whose parent is
+#: not the root, so its parent has children; 2: a span time not read) and the children's summed
+#: durations in seconds (a flat root's self time).
+SPAN_SHAPE = """
 coalesce(list_aggregate(list_transform(spans, lambda x: CASE WHEN
     x.parent_span_id IS DISTINCT FROM contexts.trace.span_id THEN 1 ELSE 0 END
     + CASE WHEN x."timestamp" IS NULL OR x.start_timestamp IS NULL THEN 2 ELSE 0 END),
     'bit_or'), 0) AS span_flags,
+list_sum(list_transform(spans, lambda x: wt_ts(x."timestamp") - wt_ts(x.start_timestamp)))
+    AS span_child_s
+"""
+#: And the first pass the roll-ups' figures: the LLM cost and tokens, the discovery outcomes (a
+#: success adds 1, a failure 2^32: no transaction has 2^32 spans) and the agent blocks' spans.
+SPAN_FIGURES = SPAN_SHAPE + """,
 coalesce(list_sum(list_transform(spans, lambda s:
     TRY_CAST(s.data."gen_ai.cost.total_tokens" AS DOUBLE))), 0) AS span_cost,
 coalesce(list_sum(list_transform(spans, lambda s: CASE WHEN s.op <> 'gen_ai.invoke_agent' THEN
@@ -174,8 +180,6 @@ coalesce(list_sum(list_transform(spans, lambda s: CASE WHEN s.op <> 'gen_ai.invo
 coalesce(list_sum(list_transform(spans, lambda s: CASE WHEN s.op = 'widget.discovery' THEN
     CASE s.data."widget.outcome" WHEN 'success' THEN 1 WHEN 'failure' THEN 4294967296 END
     END)), 0) AS span_discovery,
-list_sum(list_transform(spans, lambda x: wt_ts(x."timestamp") - wt_ts(x.start_timestamp)))
-    AS span_child_s,
 list_filter(spans, lambda x: x.data."gen_ai.agent.name" IS NOT NULL) AS span_agents
 """
 

@@ -392,19 +392,20 @@ class Store:
                 raise
 
     def _read(self, source: str, keys: tuple[str, ...] | None = None) -> None:
-        """Parse ``source`` into the temporary table ``raw``, with the figures computed from
-        each line's spans (``_grouping.SPAN_FIGURES``). ``keys``: only those columns, and the
-        spans with all their fields (the deferred pass); else every column, the spans with the
-        fields the first pass needs."""
+        """Parse ``source`` into the temporary table ``raw``, with columns computed from each
+        line's spans. ``keys``: only those columns, the spans with all their fields and their
+        shape (``_grouping.SPAN_SHAPE``: the deferred pass); else every column, the spans with
+        the fields the first pass needs and the roll-ups' figures (``SPAN_FIGURES``)."""
         con = self.con
         kinds = (_FIRST_FAST, _FIRST_TEXT) if keys is None else (_SPANS_FAST, _SPANS_TEXT)
+        derived = _grouping.SPAN_FIGURES if keys is None else _grouping.SPAN_SHAPE
         for spans in kinds:
             columns = {**_COLUMNS, "spans": spans}
             if keys is not None:
                 columns = {k: columns[k] for k in (*keys, "spans")}
             spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE raw AS SELECT *, {_grouping.SPAN_FIGURES} "
+                f"CREATE OR REPLACE TEMP TABLE raw AS SELECT *, {derived} "
                 "FROM read_json(?, format = 'newline_delimited', records = true, "
                 f"ignore_errors = true, columns = {spec})",
                 [source],

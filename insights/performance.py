@@ -71,23 +71,22 @@ def breakdown(
     marks = ", ".join("?" for _ in names)
     if window.service or window.release or window.environment or window.extra:
         cond, params = window.where("t")
-        parts_sql = [(
+        part, part_params = (
             "SELECT s.txn_name, s.op, s.description, sum(s.self_ms) AS self_ms FROM spans s "
             f"JOIN transactions t ON t.event_id = s.event_id WHERE {cond} "
             f"AND s.txn_name IN ({marks}) GROUP BY ALL",
             [*params, *names],
-        )]
+        )
     else:
-        parts_sql = _time_range_parts(window, names)
+        part, part_params = _time_range_part(window, names)
     # The host pattern runs on the distinct descriptions only.
-    union = " UNION ALL ".join(sql for sql, _ in parts_sql)
     found = store.rows(
         f"""
         SELECT txn_name, op, regexp_replace(description, '{_HOST}', '<host>', 'g')
             AS description, sum(self_ms) AS self_ms
-        FROM ({union}) GROUP BY ALL ORDER BY self_ms DESC, op, description
+        FROM ({part}) GROUP BY ALL ORDER BY self_ms DESC, op, description
         """,
-        [p for _, ps in parts_sql for p in ps],
+        part_params,
     )
     out: list[dict[str, Any]] = []
     for name in names:
@@ -109,7 +108,7 @@ def breakdown(
     return out
 
 
-def _time_range_parts(window: Window, names: list[str]) -> list[tuple[str, list[Any]]]:
+def _time_range_part(window: Window, names: list[str]) -> tuple[str, list[Any]]:
     """The query for the self time per name/op/description of the spans ending in the minutes
     the window touches, from ``span_minutes`` (a window's first and last minutes count whole:
     a breakdown is shares of a period, and the roll-up spares reading every span)."""
@@ -121,11 +120,11 @@ def _time_range_parts(window: Window, names: list[str]) -> list[tuple[str, list[
     if window.until is not None:
         conds.append("minute < ?")
         params.append(window.until)
-    return [(
+    return (
         "SELECT txn_name, op, description, sum(self_ms) AS self_ms FROM span_minutes "
         f"WHERE {' AND '.join(conds)} AND txn_name IN ({marks}) GROUP BY ALL",
         [*params, *names],
-    )]
+    )
 
 
 def breakdown_line(entry: dict[str, Any]) -> str:

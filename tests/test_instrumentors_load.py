@@ -16,6 +16,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 PROBE = r"""
 import json, logging, sys
@@ -40,7 +41,11 @@ print(json.dumps({
 """
 
 
-def _run(tmp_path: Path, site_dir: Path | None = None) -> tuple[dict[str, object], str]:
+def _run(
+    tmp_path: Path, site_dir: Path | None = None, probe: str = PROBE
+) -> tuple[dict[str, Any], str]:
+    """``probe`` run in a fresh interpreter under our distro (from ``site_dir`` when given);
+    its last stdout line (JSON) and its stderr."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -53,9 +58,9 @@ def _run(tmp_path: Path, site_dir: Path | None = None) -> tuple[dict[str, object
     env["WIDGETTRACE_TRACE_FUNCTIONS"] = "json:dumps"
     result = subprocess.run(
         # -S: no site-packages but site_dir (its .pth files are processed by addsitedir).
-        [sys.executable, "-S", "-c", PROBE, str(site_dir)]
+        [sys.executable, "-S", "-c", probe, str(site_dir)]
         if site_dir is not None
-        else [sys.executable, "-c", PROBE],
+        else [sys.executable, "-c", probe],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -64,7 +69,7 @@ def _run(tmp_path: Path, site_dir: Path | None = None) -> tuple[dict[str, object
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    data: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return data, result.stderr
 
 
@@ -133,23 +138,6 @@ print(json.dumps({"mcp_imported_at_start": before, "spans": names}))
 def test_mcp_is_patched_when_the_app_imports_it_not_before(tmp_path: Path) -> None:
     # An app that never uses MCP never loads mcp (48,000 objects its garbage collector would
     # otherwise walk in every full collection); one that imports it later is traced all the same.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OTEL_", "SENTRY_", "WIDGETTRACE_"))
-    }
-    env.pop("PYTHONPATH", None)
-    env["WIDGETTRACE_LOG_PATH"] = str(tmp_path / "sentry.log")
-    result = subprocess.run(
-        [sys.executable, "-c", LAZY_PROBE],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout.strip().splitlines()[-1])
-    assert data["mcp_imported_at_start"] is False, result.stderr
+    data, stderr = _run(tmp_path, probe=LAZY_PROBE)
+    assert data["mcp_imported_at_start"] is False, stderr
     assert data["spans"] == [["tools/call add", "CLIENT"], ["tools/call add", "SERVER"]]
