@@ -130,8 +130,11 @@ def test_errors_overtake_a_backlog_of_transactions(receiver: SentryReceiver) -> 
     assert order.count("transaction") + dropped == 2001, (order.count("transaction"), dropped)
     assert dropped <= 10
     last_error = max(i for i, kind in enumerate(order) if kind == "event")
-    # Behind at most the envelopes already in flight on the other connections.
-    assert last_error < 20 + _delivery.MAX_CONNECTIONS + 1
+    # Ahead of the backlog: in front of the last error only envelopes already in flight when
+    # the errors were queued, and batches another connection was sending meanwhile. Pipelined
+    # (up to PIPELINE envelopes a connection), that is tens, not one per connection: 23 to 63
+    # seen over 8 to 14 connections. First in, first out, the errors came after all 2,001.
+    assert last_error < 20 + 200, last_error
 
 
 def test_a_down_receiver_costs_one_attempt_per_backoff_window_and_is_named_twice(
