@@ -16,8 +16,8 @@ The log comes from ``gen_log.py``: 90% transactions with 10 spans, 10% errors ov
 20 releases, 500 users. Wall time and the child's CPU time (user + system) are both recorded:
 on a loaded machine the wall time includes waiting for a core.
 
-    .venv/bin/python benchmarks/bench_insights.py            # 1,000,000 events, 2 rounds
-    .venv/bin/python benchmarks/bench_insights.py --quick    # 100,000 events, 2 rounds
+    .venv/bin/python benchmarks/bench_insights.py            # 1,000,000 events, 3 rounds
+    .venv/bin/python benchmarks/bench_insights.py --quick    # 100,000 events, 3 rounds
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def main() -> None:
     events = 100_000 if args.quick else 1_000_000
     machine = machine_info(["duckdb"])
     with tempfile.TemporaryDirectory(prefix="bench-insights-") as tmp:
-        rows = standup_rounds(Path(tmp) / "sentry.log", events, rounds=2)
+        rows = standup_rounds(Path(tmp) / "sentry.log", events, rounds=3)
         rows.append(alert_latency(Path(tmp)))
     path = write_result(
         "insights", rows, command_line(), machine=machine,
