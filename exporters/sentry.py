@@ -39,11 +39,8 @@ from sentry_sdk.utils import logger as sdk_logger
 from widgettrace.exporters import _frames, _sentry_errors, _sessions, _shutdown, _wire
 from widgettrace.exporters._delivery import http_transport_class
 from widgettrace.exporters._scrub import FILTERED, Scrubber, scrubber_for
-from widgettrace.exporters._transactions import (
-    _MAX_TAG_LENGTH,
-    SHUTDOWN_FLUSH_S,
-    WidgetTraceSpanProcessor,
-)
+from widgettrace.exporters._transaction_json import MAX_TAG_LENGTH, resource_tags_of
+from widgettrace.exporters._transactions import SHUTDOWN_FLUSH_S, WidgetTraceSpanProcessor
 from widgettrace.instrumentation import logcrumbs
 from widgettrace.instrumentation import scope as wscope
 from widgettrace.instrumentation import semconv as sc
@@ -104,7 +101,7 @@ class _ErrorSink:
         if report.transaction:
             event["transaction"] = report.transaction
         data = report.scope
-        tags = {**self.resource_tags, **{k: v[:_MAX_TAG_LENGTH] for k, v in data.tags.items()}}
+        tags = {**self.resource_tags, **{k: v[:MAX_TAG_LENGTH] for k, v in data.tags.items()}}
         if tags:
             event["tags"] = tags
         user = dict(data.user)
@@ -386,7 +383,7 @@ def configure_sentry(
     # Transactions or span streaming, plus companions (sessions): see _wire.
     processor = _wire.span_processor(settings, options, kwargs, WidgetTraceSpanProcessor)
     _shutdown.install(processor, kwargs["shutdown_timeout_s"])
-    resource_tags = WidgetTraceSpanProcessor.resource_tags_of(resource)
+    resource_tags = resource_tags_of(resource)
     wscope.set_error_sink(_ErrorSink(resource_tags, bool(settings.send_default_pii), scrubber))
     _start_alerts(settings, transport)
     return processor

@@ -487,12 +487,12 @@ def test_a_forked_child_exports_with_its_own_thread() -> None:
 def test_transaction_envelope_is_what_the_sdk_constructors_build() -> None:
     from sentry_sdk.envelope import Envelope, Item, PayloadRef
 
-    from widgettrace.exporters._transactions import _transaction_envelope
+    from widgettrace.exporters._transaction_json import transaction_envelope
 
     headers = {"event_id": "ab" * 16, "sent_at": "2026-11-28T00:00:00.000000Z"}
     payload = b'{"type":"transaction","spans":[{"span_id":"1"}]}'
     spans = [b'{"span_id":"1"}']
-    fast = _transaction_envelope(dict(headers), payload, spans)
+    fast = transaction_envelope(dict(headers), payload, spans)
     slow = Envelope(
         headers=headers,
         items=[Item(payload=PayloadRef(bytes=payload, json={"spans": spans}), type="transaction")],
