@@ -7,13 +7,13 @@ How spans travel (why it is cheap for the application):
    the span is counted, never waited for. The span object itself is then freed on the thread
    that wrote it, where its memory is hot.
 2. A daemon thread encodes each span as it drains the queue (so what waits is bytes, not span
-   objects; :mod:`._transaction_json` holds the encoding) and groups them by *local root* (no parent, or a remote parent): a short grace
-   after the root ends, the root and every buffered descendant become one Sentry transaction
-   event, handed to the SDK client's transport (rate limits, retries, the worker queue and
-   client reports stay the SDK's). If the local log's queue is full the thread waits (up to
-   2 s) instead of dropping, so bursts back up into our larger queue; the HTTP half never makes
-   it wait (a slow or dead Sentry must not cost the local log or memory:
-   :mod:`widgettrace.exporters._delivery`).
+   objects; the encoding is :mod:`widgettrace.exporters._transaction_json`) and groups them by
+   *local root* (no parent, or a remote parent): a short grace after the root ends, the root and
+   every buffered descendant become one Sentry transaction event, handed to the SDK client's
+   transport (rate limits, retries, the worker queue and client reports stay the SDK's). If the
+   local log's queue is full the thread waits (up to 2 s) instead of dropping, so bursts back up
+   into our larger queue; the HTTP half never makes it wait (a slow or dead Sentry must not cost
+   the local log or memory: :mod:`widgettrace.exporters._delivery`).
 3. A span that ends after its transaction was sent (a late child, or one started after the root
    ended) is sent as its own transaction in the same trace with its real ``parent_span_id``.
    Spans whose parent never ends are held at most ``WIDGETTRACE_OPEN_SPAN_TIMEOUT_S`` and at most
