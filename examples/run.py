@@ -38,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from demo_data import WIDGET_CONFIGS, create_repositories
 from hub import ModelHub
 from widgettrace import session as telemetry_session
 from widgettrace import span
+from widgettrace._records import _timestamp
 from widgettrace.exporters.destinations import describe, local_log_path
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -204,18 +204,9 @@ def _records(path: Path, since: float) -> Iterator[dict[str, Any]]:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and _epoch(record.get("timestamp")) >= since:
+            # Epoch seconds (events, spans) or RFC 3339 (session lines), read as `tail` reads them.
+            if isinstance(record, dict) and (_timestamp(record.get("timestamp")) or 0.0) >= since:
                 yield record
-
-
-def _epoch(value: Any) -> float:
-    """A line's timestamp: epoch seconds (events, spans) or RFC 3339 (session lines)."""
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return 0.0
-    return float(value or 0)
 
 
 def _plain_summary(path: Path, since: float) -> tuple[list[str], str]:

@@ -5,8 +5,9 @@ it and then calls ``time.sleep(0)``: a GIL handoff to the application for every 
 thousand transactions a second that ping-pong, not the sending, is what a web server feels (on
 this project's 2-core machines it cost a FastAPI endpoint more CPU per request than building the
 transactions). widgettrace's export thread hands over transactions in bursts, so
-:class:`BatchedSubmit` keeps them in a bounded deque and schedules a single job that sends every
-envelope waiting, however many arrive while it runs, bounded in count and in bytes. The
+:class:`BatchedSubmit` keeps them in a bounded deque and schedules a single job that hands every
+envelope waiting to ``send`` as one list, however many arrive while it runs, bounded in count
+and in bytes. The
 worker, its thread and its flush semantics stay the SDK's. The local log's writer uses it.
 
 :class:`FastEnvelopes` is the SDK's envelope preparation for HTTP, cheaper: it serialises
@@ -77,18 +78,17 @@ class BatchedSubmit(Generic[T]):
     def __init__(
         self,
         worker: Any,
-        send: Callable[[T], None],
+        send: Callable[[list[T]], None],
         *,
         max_pending: int,
         after_batch: Callable[[], None] | None = None,
         size: Callable[[T], int] | None = None,
         max_bytes: int = 0,
-        send_many: Callable[[list[T]], None] | None = None,
     ) -> None:
         self._worker = worker
+        #: Takes each batch whole (the local log writes it in a few writes); an envelope that
+        #: fails must not cost the others: ``send`` guards each.
         self._send = send
-        #: With it, a batch is handed over at once (the local log writes it in one go).
-        self._send_many = send_many
         self._after_batch = after_batch
         self.max_pending = max_pending
         #: With ``size``: bytes held at most (0: no byte bound).
@@ -171,13 +171,8 @@ class BatchedSubmit(Generic[T]):
                 batch = list(pending)
                 pending.clear()
                 self._bytes = 0
-            if self._send_many is not None:
-                with capture_internal_exceptions():
-                    self._send_many(batch)
-                continue
-            for envelope in batch:
-                with capture_internal_exceptions():
-                    self._send(envelope)
+            with capture_internal_exceptions():
+                self._send(batch)
         if self._after_batch is not None:
             with capture_internal_exceptions():
                 self._after_batch()

@@ -167,10 +167,9 @@ class EnvelopeQueue:
     def put(self, envelope: Envelope, priority: int, size: int) -> bool:
         """Queue the envelope; False (and nothing queued) when its priority's queue is full."""
         with self.cond:
-            count_limit, byte_limit = self.limits[priority]
-            queue = self._queues[priority]
-            if len(queue) >= count_limit or (queue and self._bytes[priority] + size > byte_limit):
+            if not self.has_room(priority, size):
                 return False
+            queue = self._queues[priority]
             queue.append((envelope, size))
             self._bytes[priority] += size
             if self.idle:  # notify() costs even with nobody waiting, at every envelope
@@ -181,17 +180,8 @@ class EnvelopeQueue:
 
     def get(self, timeout: float) -> Envelope | None:
         """The oldest envelope of the highest priority waiting, or None after ``timeout``."""
-        with self.cond:
-            if not self._any():
-                self._wait_for_one(timeout)
-            for priority in sorted(self._queues):
-                queue = self._queues[priority]
-                if queue:
-                    envelope, size = queue.popleft()
-                    self._bytes[priority] -= size
-                    self.in_flight += 1  # under the same lock: flush() never sees a gap
-                    return envelope
-            return None
+        batch = self.get_many(timeout, 1)
+        return batch[0] if batch else None
 
     def get_many(
         self, timeout: float, limit: int, linger: float = 0.0, max_bytes: int = PIPELINE_BYTES

@@ -406,7 +406,6 @@ class KeepAliveRequests(_Base):
             return out
         path = self._fast_path(endpoint_type)
         results: list[Any] = [None] * len(requests)
-        assert self._fast_host is not None
         wire: list[tuple[int, bytes]] = []
         host = self._fast_host_header
         for index, (body, headers) in enumerate(requests):

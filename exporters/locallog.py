@@ -188,11 +188,10 @@ class LocalLogTransport(Transport):
         # the order envelopes arrived in; priorities are the HTTP half's business.
         self._batch: BatchedSubmit[Envelope] = BatchedSubmit(
             self._worker,
-            self._write_envelope,
+            self._write_envelopes,
             max_pending=queue_size,
             size=envelope_size,
             max_bytes=DEFAULT_QUEUE_BYTES,
-            send_many=self._write_envelopes,
         )
         if inner is not None and hasattr(inner, "filtering"):
             inner.filtering = False  # filter_envelope runs here, once, for both halves
@@ -314,10 +313,6 @@ class LocalLogTransport(Transport):
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message, *args)
-
-    def _write_envelope(self, envelope: Envelope) -> None:
-        """Runs on the worker thread: filter, one line per logged item, then the HTTP half."""
-        self._write_envelopes([envelope])
 
     def _write_envelopes(self, envelopes: list[Envelope]) -> None:
         """Runs on the worker thread, per batch: filter, one line per logged item (a span, log

@@ -216,7 +216,7 @@ CREATE TABLE IF NOT EXISTS span_minutes (
 CREATE TABLE IF NOT EXISTS agent_spans (
     event_id VARCHAR, trace_id VARCHAR, op VARCHAR, agent VARCHAR, outcome VARCHAR
 );
--- Byte ranges whose flat transactions have no ``spans`` rows yet (see Store.ensure_spans).
+-- Byte ranges whose transactions have no ``spans`` rows yet (see Store.ensure_spans).
 CREATE TABLE IF NOT EXISTS pending_spans (dev UBIGINT, ino UBIGINT, start UBIGINT, "end" UBIGINT);
 CREATE TABLE IF NOT EXISTS breadcrumbs (
     event_id VARCHAR, user_id VARCHAR, ts DOUBLE, category VARCHAR, message VARCHAR,
@@ -427,7 +427,7 @@ class Store:
         transactions, whose ``spans`` rows are deferred)."""
         con = self.con
         self._read(source)
-        lines, corrupt, flat = con.execute(
+        lines, corrupt, transactions = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE type IS NULL AND event_id IS NULL "
             "AND timestamp IS NULL AND name IS NULL AND sid IS NULL AND release IS NULL), "
             "count(*) FILTER (WHERE type = 'transaction') FROM raw"
@@ -441,7 +441,7 @@ class Store:
         con.execute(_grouping.SPAN_MINUTES, [before])
         con.execute(_grouping.SPAN_AGENTS, [before])
         con.execute("DROP TABLE raw")
-        return int(lines), int(corrupt), int(flat)
+        return int(lines), int(corrupt), int(transactions)
 
     def ensure_spans(self) -> None:
         """Write the deferred ``spans`` rows (transactions' spans), if any are pending.

@@ -101,7 +101,7 @@ def _journeys(data: list[dict[str, Any]], md: bool) -> list[str]:
         length = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.1f} s"
         who = j["user"]
         if "session" in j:
-            who = (f"Session for {j['name'] or j['session']} ({j['user']}, {j['status']})")
+            who = f"Session for {j['name'] or j['session']} ({j['user']}, {j['status']})"
         out.append(_h(f"{who}: {length}, {j['errors']} errors "
                       f"({_when(j['first_seen'])} .. {_when(j['last_seen'])})", md, 3))
         for n, a in enumerate(j["actions"], 1):

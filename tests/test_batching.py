@@ -58,9 +58,9 @@ def test_a_burst_of_envelopes_is_one_worker_job_and_all_are_sent() -> None:
     sent: list[int] = []
     gate = threading.Event()
 
-    def send(item: int) -> None:
+    def send(items: list[int]) -> None:
         gate.wait(5)  # hold the first job so the rest of the burst queues behind it
-        sent.append(item)
+        sent.extend(items)
 
     batch: BatchedSubmit[int] = BatchedSubmit(worker, send, max_pending=1000)
     for i in range(500):
@@ -81,7 +81,7 @@ def test_a_full_batch_refuses_by_bytes_too() -> None:
     gate = threading.Event()
     sent: list[bytes] = []
     batch: BatchedSubmit[bytes] = BatchedSubmit(
-        worker, lambda b: (gate.wait(5), sent.append(b)), max_pending=1000, size=len, max_bytes=100
+        worker, lambda b: (gate.wait(5), sent.extend(b)), max_pending=1000, size=len, max_bytes=100
     )
     assert batch.submit(b"x" * 60)
     assert not batch.submit(b"y" * 60)  # 120 bytes would be over the bound
@@ -145,7 +145,7 @@ def test_a_forked_child_does_not_resend_what_the_parent_queued() -> None:
     sent: list[int] = []
     gate = threading.Event()
     batch: BatchedSubmit[int] = BatchedSubmit(
-        worker, lambda i: (gate.wait(5), sent.append(i)), max_pending=10
+        worker, lambda i: (gate.wait(5), sent.extend(i)), max_pending=10
     )
     batch.submit(1)
     batch.submit(2)
