@@ -29,10 +29,17 @@ endpoints, runs ``wrk`` (1 thread, a few connections, from a separate process) o
 (order alternated per round), reads CPU and RSS, stops the server gracefully (so SDKs flush at exit)
 and reads the sink. Medians and min-max over rounds.
 
+CPUs: with two or more, the server (every thread it starts) is pinned to one CPU and this driver,
+``wrk``, the sink and the stub to another, as ``bench_spans.py`` and ``bench_fastapi_sentry.py``
+do. A Python server runs one worker per core in production; unpinned here, the scheduler put an
+exporter's background threads on the second core, next to wrk and the sink, where every GIL
+hand-off with the request thread crossed cores: the request thread itself then took 10-25% more
+CPU per request than with the exporter off, for work it never did. ``--spread`` turns pinning off.
+
 Run (after ``scripts/setup-bench.sh``)::
 
     .venv/bin/python benchmarks/bench_e2e.py [--quick] [--configs bare,otel,...] [--rounds N]
-        [--duration S] [--connections C]
+        [--duration S] [--connections C] [--spread]
 
 Writes ``benchmarks/results/e2e.json``.
 """
@@ -60,6 +67,7 @@ from _harness import (
     command_line,
     format_rows,
     machine_info,
+    pin_cpus,
     ratio_rows,
     run_wrk,
     stats_of,
@@ -346,6 +354,7 @@ def _one_server(
     connections: int,
     workdir: Path,
     round_index: int,
+    server_cpu: int | None = None,
 ) -> _Run:
     run = _Run(round_index=round_index)
     sink_url = subs["sink_url"]
@@ -370,15 +379,23 @@ def _one_server(
     if cfg.launcher:
         cmd = [str(cfg.venv / "bin" / cfg.launcher), *cmd]
     log_path = tmp / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=tmp,
-            env=_server_env(cfg, subs, tmp),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    load_cpus = os.sched_getaffinity(0)
+    if server_cpu is not None:
+        # Inherited at fork: the server and every thread it starts stay on that CPU.
+        os.sched_setaffinity(0, {server_cpu})
+    try:
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=tmp,
+                env=_server_env(cfg, subs, tmp),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    finally:
+        if server_cpu is not None:
+            os.sched_setaffinity(0, load_cpus)  # back to the load generator's CPU
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base + ENDPOINTS["light"], proc)
@@ -454,6 +471,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--result-name", default="e2e", help="writes results/<name>.json")
     p.add_argument("--keep", action="store_true", help="keep server logs and local logs")
     p.add_argument(
+        "--spread",
+        action="store_true",
+        help="do not pin the server to one CPU and wrk, the sink and the stub to the other",
+    )
+    p.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -462,6 +484,16 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "'nosess=widgettrace:WIDGETTRACE_SESSIONS=off' (repeatable; add NAME to --configs)",
     )
     return p.parse_args(argv)
+
+
+def _paired(runs: dict[str, list[_Run]], name: str, ep: str, key: str) -> list[float]:
+    """Per round, ``key`` of ``name`` over bare's in the same round."""
+    bare = {x.round_index: x.per_endpoint[ep][key] for x in runs["bare"] if ep in x.per_endpoint}
+    return [
+        x.per_endpoint[ep][key] / bare[x.round_index]
+        for x in runs[name]
+        if ep in x.per_endpoint and bare.get(x.round_index)
+    ]
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -501,6 +533,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench_e2e: missing {missing}; run scripts/setup-bench.sh", file=sys.stderr)
         return 2
 
+    pins = None if args.spread else pin_cpus()
+    if pins is not None:
+        # The server alone on one CPU, with all its threads (an export thread then competes
+        # with the requests for that core, as in a one-worker-per-core deployment, and never
+        # trades the GIL with them across cores); this driver, wrk, the sink and the stub
+        # (started below, inheriting it) on the other.
+        os.sched_setaffinity(0, {pins[1]})
     workdir = Path(tempfile.mkdtemp(prefix="widgettrace-e2e-"))
     stub = _Proc(E2E / "stub.py", workdir / "stub.log")
     sink = _Proc(E2E / "sink.py", workdir / "sink.log")
@@ -530,6 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.connections,
                         workdir,
                         r,
+                        None if pins is None else pins[0],
                     )
                 except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
                     warnings.append(f"round {r + 1} {name}: failed: {exc}")
@@ -577,16 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for x in done:
                 for k, v in x.discarded.items():
                     discarded[k] = discarded.get(k, 0) + v
-            bare_by_round = {
-                x.round_index: x.per_endpoint[ep]["rps"]
-                for x in runs["bare"]
-                if ep in x.per_endpoint
-            }
-            paired = [
-                x.per_endpoint[ep]["rps"] / bare_by_round[x.round_index]
-                for x in runs[name]
-                if ep in x.per_endpoint and bare_by_round.get(x.round_index)
-            ]
+            paired = _paired(runs, name, ep, "rps")
+            cpu_paired = _paired(runs, name, ep, "cpu_us_per_req")
             extra[f"{ep}/{name}"] = {
                 # Median of per-round ratios to bare: steadier than the ratio of medians when
                 # the machine's load drifts between rounds.
@@ -594,6 +626,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "p50_ms": _median([s["p50_ms"] for s in samples]),
                 "p99_ms": _median([s["p99_ms"] for s in samples]),
                 "cpu_us_per_req": _median([s["cpu_us_per_req"] for s in samples]),
+                # Server CPU per request over bare's in the same round, median and each round.
+                "cpu_ratio": _median(cpu_paired),
+                "cpu_ratio_rounds": [round(r, 3) for r in cpu_paired],
+                "rps_rounds": [round(s["rps"]) for s in samples],
                 "wrk_cpu_pct": _median([s["wrk_cpu_pct"] for s in samples]),
                 "rss_mb": _median([x.rss_mb for x in done]),
                 "errors": sum(int(s["errors"]) for s in samples),
@@ -614,18 +650,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{rounds} round(s) x {len(names)} configs x {len(endpoints)} endpoints, "
         f"{duration:g} s of wrk -t1 -c{args.connections} per endpoint after {warmup:g} s warm-up; "
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
-        f"on {os.cpu_count()} cores."
+        f"on {os.cpu_count()} cores; "
+        + (
+            "unpinned (--spread)."
+            if pins is None
+            else f"server pinned to CPU {pins[0]}, wrk, sink and stub to CPU {pins[1]}."
+        )
     )
     if warnings:
         notes += " Warnings: " + "; ".join(warnings)
     machine = machine_info()
+    machine["cores_usable"] = os.cpu_count()  # this driver was pinned to one of them
+    machine["pinned"] = None if pins is None else {"server": pins[0], "load": pins[1]}
     machine["peers_venv"] = _peer_versions()
     path = write_result(args.result_name, rows, command_line(), notes=notes, machine=machine)
     print(format_rows(rows))
     for row in rows:
+        cpu_ratio = row["cpu_ratio"] if row["cpu_ratio"] is not None else float("nan")
         print(
             f"  {row['case']}: p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
-            f"cpu {row['cpu_us_per_req']:.0f} us/req, rss {row['rss_mb']:.0f} MB, "
+            f"cpu {row['cpu_us_per_req']:.0f} us/req ({cpu_ratio:.2f}x bare; rounds "
+            f"{row['cpu_ratio_rounds']}), rss {row['rss_mb']:.0f} MB, "
             f"delivered {row['delivered']} / served {row['served']} "
             f"({row['delivered_at_load_end']} when the load stopped), "
             f"discarded {row['discarded']}"

@@ -47,6 +47,7 @@ from widgettrace.exporters._envelopes import (
     HIGH,
     LOW,
     PIPELINE,
+    PIPELINE_BYTES,
     QUEUE_LIMITS,
     Destination,
     DropLog,
@@ -76,6 +77,10 @@ REQUEST_TIMEOUT_S = 5
 #: compresses to 1.0 KB at level 1 in ~22 us and to 0.9 KB at level 9 in ~45-50 us
 #: (``benchmarks/bench_stream_delivery.py``); over a network the 10% more bytes cost less.
 GZIP_LEVEL = 1
+#: Inline delivery (:meth:`DeliveryHttpTransport.deliver_inline`) only while the last batch's
+#: whole round trip took less than this: a producer that sends its own envelopes must never
+#: wait long on the network (its spans wait meanwhile; a slower destination gets the senders).
+INLINE_MAX_S = 0.025
 
 
 class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
@@ -108,6 +113,9 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self._rate = 0.0  # envelopes per second, over the last measuring window
         self._rate_since = time.monotonic()
         self._local = threading.local()
+        #: Whole round trip of the last request or pipelined batch (inline delivery is allowed
+        #: after a fast one; inf until the senders made one).
+        self._batch_s = math.inf
         self._auth_headers: dict[str, str] | None = None
         #: Envelopes refused by the queue or lost in flight (exact, for tests and the benchmark).
         self.dropped = 0
@@ -272,6 +280,55 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
             if not destination.failing:
                 self._ensure_senders()
 
+    def deliver_inline(self, envelopes: list[Envelope]) -> list[Envelope]:
+        """Send ``envelopes`` on the calling thread; return those it did not send.
+
+        For a background producer (the span processors' export thread, never an application
+        thread) that has a pass's envelopes at hand. Handing them to a sender costs a second
+        thread's wake-ups and GIL hand-offs, about as much CPU again as sending
+        (``benchmarks/bench_e2e.py``); sending them here does not. Only while that is safe:
+        the destination is healthy, its last pipelined batch came back within
+        :data:`INLINE_MAX_S`, and nothing waits in the queue (errors, sessions and anything
+        queued earlier go first, through the senders). What is not sent here is returned, in
+        order, for the caller to queue with :meth:`capture_envelope`. Outcomes, rate limits,
+        client reports and :meth:`flush` / :meth:`kill` accounting are the senders'.
+        """
+        queue = self._queue
+        tid = threading.get_ident()
+        done = 0
+        total = len(envelopes)
+        while done < total:
+            if (
+                self._killed
+                or self.pipeline <= 1
+                or self.destination.failing
+                or self._batch_s >= INLINE_MAX_S
+            ):
+                break
+            batch: list[Envelope] = []
+            taken = 0
+            while done + len(batch) < total and len(batch) < self._depth:
+                envelope = envelopes[done + len(batch)]
+                size = envelope_size(envelope)
+                if batch and taken + size > PIPELINE_BYTES:
+                    break
+                batch.append(envelope)
+                taken += size
+            with queue.cond:
+                if queue.waiting():
+                    break
+                queue.in_flight += len(batch)  # flush() waits for them like queued ones
+                self._sending[tid] = list(batch)  # kill() counts them if it comes first
+            try:
+                with capture_internal_exceptions():  # sent or counted: never sent twice
+                    self._deliver(batch)
+            finally:
+                with queue.cond:
+                    self._sending.pop(tid, None)
+                queue.done(len(batch))
+            done += len(batch)
+        return envelopes[done:]
+
     def _deliver(self, batch: list[Envelope]) -> None:
         """Send ``batch`` (pipelined on the fast path) and settle each envelope's outcome the
         way the SDK's ``_send_request`` does: ``_handle_request_error`` for a failed request,
@@ -308,6 +365,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
             "POST", EndpointType.ENVELOPE, [(body, headers) for _, _, body, headers in prepared]
         )
         took = time.monotonic() - started
+        self._batch_s = took
         self._adapt_depth(len(prepared), results)
         abandoned = self._abandoned
         tid = threading.get_ident()
@@ -555,6 +613,7 @@ class DeliveryHttpTransport(FastEnvelopes, KeepAliveRequests, HttpTransport):
         self.destination = Destination(self.destination.name)
         self._drops = DropLog(self.destination.name)
         self.dropped = self.delivered = 0
+        self._batch_s = math.inf
 
 
 def http_transport_class(options: dict[str, Any]) -> type[HttpTransport] | None:

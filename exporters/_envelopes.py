@@ -190,9 +190,9 @@ class EnvelopeQueue:
         ``max_bytes`` beyond the first), or none after ``timeout``. With ``linger``, while only
         spans and transactions wait and fewer than ``limit``, wait that long for more."""
         with self.cond:
-            if not self._any():
+            if not self.waiting():
                 self._wait_for_one(timeout)
-                if not self._any():
+                if not self.waiting():
                     return []
             waiting = sum(len(q) for q in self._queues.values())
             if linger and not self.urgent and not self._queues.get(HIGH) and waiting < limit:
@@ -228,7 +228,8 @@ class EnvelopeQueue:
         """Envelopes queued or taken and not yet done (call with ``cond`` held)."""
         return sum(len(q) for q in self._queues.values()) + self.in_flight
 
-    def _any(self) -> bool:
+    def waiting(self) -> bool:
+        """Whether any envelope is queued (call with ``cond`` held)."""
         return any(self._queues.values())
 
     def has_room(self, priority: int, size: int) -> bool:

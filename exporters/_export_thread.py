@@ -6,6 +6,12 @@ spans on the application's thread and do everything else on their own daemon thr
 asks that thread to send what it holds (it sets the request's event when done), then flushes the
 SDK transport with the time left; shutdown flushes, stops the thread and joins it, all within
 one deadline (``WIDGETTRACE_SHUTDOWN_TIMEOUT_S``).
+
+Envelopes leave the thread through ``_send_out``. A transport that can deliver them on this
+thread (the HTTP delivery's ``deliver_inline``, while its destination is healthy and fast) gets
+them in batches at the end of each pass (``_ship``); any other transport, and whatever the
+inline delivery declines, gets each one queued with its ``capture_envelope``, behind the
+subclass's back-pressure (``_enqueue``).
 """
 
 from __future__ import annotations
@@ -16,10 +22,14 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
+from sentry_sdk.envelope import Envelope
 
 from widgettrace.instrumentation._guard import internal_errors
 
-__all__ = ["ExportThreadProcessor"]
+__all__ = ["INLINE_BATCH", "ExportThreadProcessor"]
+
+#: Envelopes held for inline delivery before they are sent mid-pass (one pipelined batch).
+INLINE_BATCH = 64
 
 
 class ExportThreadProcessor(SpanProcessor):
@@ -34,6 +44,11 @@ class ExportThreadProcessor(SpanProcessor):
     _thread: threading.Thread
     _shutdown_timeout: float
     _get_client: Callable[[], Any]
+    #: Envelopes of the current pass held for ``_inline_to``'s inline delivery.
+    _outbox: list[Envelope]
+    _inline_to: Any = None
+    _inline_for: Any = None
+    _inline: Callable[[list[Envelope]], list[Envelope]] | None = None
 
     @property
     def stopped(self) -> bool:
@@ -61,6 +76,39 @@ class ExportThreadProcessor(SpanProcessor):
 
     def _after_stop(self, timeout: float) -> None:
         """After the thread stopped: what the subclass still has to report."""
+
+    # --- handing envelopes to the transport (export thread) --------------------------------
+
+    def _enqueue(self, transport: Any, envelope: Envelope) -> None:
+        """Queue ``envelope`` with ``transport.capture_envelope`` (with back-pressure)."""
+        raise NotImplementedError
+
+    def _send_out(self, transport: Any, envelope: Envelope) -> None:
+        """Hand ``envelope`` to ``transport``: held for :meth:`_ship` when the transport
+        delivers inline, else queued now."""
+        if transport is not self._inline_for:
+            self._ship()
+            self._inline_for = transport
+            self._inline = getattr(transport, "deliver_inline", None)
+        if self._inline is None:
+            self._enqueue(transport, envelope)
+            return
+        self._inline_to = transport
+        outbox = self._outbox
+        outbox.append(envelope)
+        if len(outbox) >= INLINE_BATCH:
+            self._ship()
+
+    def _ship(self) -> None:
+        """Deliver what :meth:`_send_out` held; queue what the inline delivery declined."""
+        outbox = self._outbox
+        inline = self._inline
+        if not outbox or inline is None:
+            return
+        self._outbox = []
+        transport = self._inline_to
+        for envelope in inline(outbox):  # never raises: each batch's outcome is settled
+            self._enqueue(transport, envelope)
 
     def _flush_after(self, done: threading.Event, timeout: float, what: str) -> bool:
         """Wake the thread (the caller queued ``done``), wait for it, then flush the transport

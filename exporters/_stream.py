@@ -178,6 +178,8 @@ class StreamSpanProcessor(ExportThreadProcessor):
         self._checks_for: Any = None
         self._checks: list[Callable[[], bool]] = []
         self._waits: list[Callable[[Envelope, float], bool]] = []
+        self._outbox = []
+        self._inline_for = None
         self._thread = threading.Thread(
             target=self._run, name="widgettrace-sentry-stream", daemon=True
         )
@@ -341,6 +343,7 @@ class StreamSpanProcessor(ExportThreadProcessor):
                 except Exception as exc:
                     with internal_errors("stream.send"):
                         raise exc
+        self._ship()
 
     def _dsc_base_for(self, client: Any) -> dict[str, str]:
         dsn = getattr(client, "parsed_dsn", None)
@@ -361,8 +364,11 @@ class StreamSpanProcessor(ExportThreadProcessor):
             with internal_errors("stream.spotlight"):
                 spotlight.capture_envelope(envelope)
         if transport is not None:
-            self._wait_for_room(transport, envelope)
-            transport.capture_envelope(envelope)
+            self._send_out(transport, envelope)
+
+    def _enqueue(self, transport: Any, envelope: Envelope) -> None:
+        self._wait_for_room(transport, envelope)
+        transport.capture_envelope(envelope)
 
     def _wait_for_room(self, transport: Any, envelope: Envelope) -> None:
         """Back-pressure: a full transport queue makes this thread wait (up to

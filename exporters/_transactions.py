@@ -44,6 +44,7 @@ from opentelemetry import context as context_api
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from sentry_sdk.envelope import Envelope
 
 from widgettrace.exporters._export_thread import ExportThreadProcessor
 from widgettrace.exporters._scrub import Scrubber
@@ -183,6 +184,8 @@ class WidgetTraceSpanProcessor(ExportThreadProcessor):
         self._encoder.begin(self._client)
         self._workers: list[Callable[[], bool]] = []
         self._workers_for: Any = None
+        self._outbox = []
+        self._inline_for = None
         self._dropped = 0
         self._drop_lock = threading.Lock()
         # Traces with ended spans waiting for their transaction.
@@ -289,6 +292,7 @@ class WidgetTraceSpanProcessor(ExportThreadProcessor):
                 if now >= self._next_expiry_scan:
                     self._next_expiry_scan = now + 1.0
                     self._expire(now)
+                self._ship()
                 self._report_dropped()
             for request in requests:
                 request.done.set()
@@ -464,8 +468,11 @@ class WidgetTraceSpanProcessor(ExportThreadProcessor):
             with internal_errors("sentry.spotlight"):
                 spotlight.capture_envelope(envelope)
         if transport is not None:
-            self._wait_for_room(transport)
-            transport.capture_envelope(envelope)
+            self._send_out(transport, envelope)
+
+    def _enqueue(self, transport: Any, envelope: Envelope) -> None:
+        self._wait_for_room(transport)
+        transport.capture_envelope(envelope)
 
     def _wait_for_room(self, transport: Any) -> None:
         if transport is not self._workers_for:
