@@ -44,9 +44,9 @@ class ExportThreadProcessor(SpanProcessor):
     _thread: threading.Thread
     _shutdown_timeout: float
     _get_client: Callable[[], Any]
-    #: Envelopes of the current pass held for ``_inline_to``'s inline delivery.
+    #: Envelopes of the current pass held for the inline delivery of ``_inline_for``.
     _outbox: list[Envelope]
-    _inline_to: Any = None
+    #: The transport last handed an envelope, and its ``deliver_inline`` (None: it has none).
     _inline_for: Any = None
     _inline: Callable[[list[Envelope]], list[Envelope]] | None = None
 
@@ -93,7 +93,6 @@ class ExportThreadProcessor(SpanProcessor):
         if self._inline is None:
             self._enqueue(transport, envelope)
             return
-        self._inline_to = transport
         outbox = self._outbox
         outbox.append(envelope)
         if len(outbox) >= INLINE_BATCH:
@@ -106,9 +105,13 @@ class ExportThreadProcessor(SpanProcessor):
         if not outbox or inline is None:
             return
         self._outbox = []
-        transport = self._inline_to
+        transport = self._inline_for
         for envelope in inline(outbox):  # never raises: each batch's outcome is settled
-            self._enqueue(transport, envelope)
+            try:
+                self._enqueue(transport, envelope)
+            except Exception as exc:  # one envelope that fails must not cost the others
+                with internal_errors("export.enqueue"):
+                    raise exc
 
     def _flush_after(self, done: threading.Event, timeout: float, what: str) -> bool:
         """Wake the thread (the caller queued ``done``), wait for it, then flush the transport
