@@ -33,8 +33,10 @@ CPUs: with two or more, the server (every thread it starts) is pinned to one CPU
 ``wrk``, the sink and the stub to another, as ``bench_spans.py`` and ``bench_fastapi_sentry.py``
 do. A Python server runs one worker per core in production; unpinned here, the scheduler put an
 exporter's background threads on the second core, next to wrk and the sink, where every GIL
-hand-off with the request thread crossed cores: the request thread itself then took 10-25% more
-CPU per request than with the exporter off, for work it never did. ``--spread`` turns pinning off.
+hand-off with the request thread crossed cores, and the request thread itself took more CPU per
+request than with the exporter off, for work it never did (in the runs quoted in
+docs/performance.md, streaming's export cost 135 us per request over export off unpinned and
+79 us pinned). ``--spread`` turns pinning off.
 
 Run (after ``scripts/setup-bench.sh``)::
 
@@ -534,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     pins = None if args.spread else pin_cpus()
+    usable = len(os.sched_getaffinity(0))  # before this driver pins itself to one of them
     if pins is not None:
         # The server alone on one CPU, with all its threads (an export thread then competes
         # with the requests for that core, as in a one-worker-per-core deployment, and never
@@ -660,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if warnings:
         notes += " Warnings: " + "; ".join(warnings)
     machine = machine_info()
-    machine["cores_usable"] = os.cpu_count()  # this driver was pinned to one of them
+    machine["cores_usable"] = usable
     machine["pinned"] = None if pins is None else {"server": pins[0], "load": pins[1]}
     machine["peers_venv"] = _peer_versions()
     path = write_result(args.result_name, rows, command_line(), notes=notes, machine=machine)

@@ -83,6 +83,12 @@ class ExportThreadProcessor(SpanProcessor):
         """Queue ``envelope`` with ``transport.capture_envelope`` (with back-pressure)."""
         raise NotImplementedError
 
+    def _reset_outbox(self) -> None:
+        """Nothing held and no transport known (at set-up, and in a forked child)."""
+        self._outbox = []
+        self._inline_for = None
+        self._inline = None
+
     def _send_out(self, transport: Any, envelope: Envelope) -> None:
         """Hand ``envelope`` to ``transport``: held for :meth:`_ship` when the transport
         delivers inline, else queued now."""

@@ -178,8 +178,7 @@ class StreamSpanProcessor(ExportThreadProcessor):
         self._checks_for: Any = None
         self._checks: list[Callable[[], bool]] = []
         self._waits: list[Callable[[Envelope, float], bool]] = []
-        self._outbox = []
-        self._inline_for = None
+        self._reset_outbox()
         self._thread = threading.Thread(
             target=self._run, name="widgettrace-sentry-stream", daemon=True
         )

@@ -184,8 +184,7 @@ class WidgetTraceSpanProcessor(ExportThreadProcessor):
         self._encoder.begin(self._client)
         self._workers: list[Callable[[], bool]] = []
         self._workers_for: Any = None
-        self._outbox = []
-        self._inline_for = None
+        self._reset_outbox()
         self._dropped = 0
         self._drop_lock = threading.Lock()
         # Traces with ended spans waiting for their transaction.
